@@ -1,0 +1,167 @@
+//! Request bodies and query strings: JSON only, size-bounded, and rejected with a message that
+//! names the field at fault but never echoes a submitted value (it may be a secret).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// A JSON request body of type `T`.
+pub struct JsonBody<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the request body must be JSON: send `Content-Type: application/json`".into(),
+                ));
+            }
+            let bytes = body.await.map_err(|e| {
+                if e.as_response_error().status_code().as_u16() == 413 {
+                    ApiError::PayloadTooLarge(
+                        "the request body is larger than the broker accepts".into(),
+                    )
+                } else {
+                    ApiError::bad_request("body", "the request body could not be read")
+                }
+            })?;
+            let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+            serde_path_to_error::deserialize(deserializer)
+                .map(JsonBody)
+                .map_err(|e| rejection(&e))
+        })
+    }
+}
+
+/// The 400 for a body that does not deserialize, naming the field when there is one.
+fn rejection(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let message = describe(error.inner());
+    let path = error.path().to_string();
+    let field = if path == "." || path == "?" {
+        message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    } else {
+        Some(path)
+    };
+    match field {
+        Some(field) => ApiError::BadRequest {
+            message: format!("{field}: {message}"),
+            field: Some(field),
+        },
+        None => ApiError::BadRequest {
+            field: None,
+            message: format!("malformed JSON body: {message}"),
+        },
+    }
+}
+
+/// serde's message without the offending value: `invalid type: string "…", expected u64`
+/// becomes `invalid type, expected u64`.
+pub fn describe(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(head, _)| head)
+        .to_owned();
+    let expected = text.split_once(", expected ").map(|(_, e)| e.to_owned());
+    if text.starts_with("invalid type") {
+        format!("invalid type, expected {}", expected.unwrap_or_default())
+    } else if text.starts_with("invalid value") {
+        format!("invalid value, expected {}", expected.unwrap_or_default())
+    } else if text.starts_with("unknown variant") {
+        format!("unknown value, expected one of {}", expected.unwrap_or_default())
+            .replace("one of one of", "one of")
+    } else if text.starts_with("invalid length") {
+        format!("invalid length, expected {}", expected.unwrap_or_default())
+    } else {
+        text
+    }
+}
+
+/// JSON errors for malformed query strings and path segments.
+pub fn query_error(error: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let message = match &error {
+        actix_web::error::QueryPayloadError::Deserialize(e) => {
+            let text = e.to_string();
+            let trimmed = text.split(": ").next().unwrap_or(&text).to_owned();
+            if text.contains("invalid digit") || text.contains("invalid type") {
+                "a query parameter has an invalid value; see the API reference for its type".to_owned()
+            } else {
+                trimmed
+            }
+        }
+        _ => "the query string is malformed".to_owned(),
+    };
+    ApiError::BadRequest {
+        field: Some("query".into()),
+        message: format!("query: {message}"),
+    }
+    .into()
+}
+
+pub fn path_error(error: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    if !matches!(error, actix_web::error::PathError::Deserialize(_)) {
+        return ApiError::bad_request("path", "the URL path is malformed").into();
+    }
+    ApiError::bad_request(
+        "path",
+        "a URL path segment has an invalid value (version numbers are integers, secret ids are UUIDs)",
+    )
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Sample {
+        version: u64,
+        status: Status,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    enum Status {
+        #[serde(rename = "PENDING")]
+        Pending,
+    }
+
+    #[test]
+    fn messages_never_echo_values() {
+        for (body, case) in [
+            (r#"{"version":"CANARY-1","status":"PENDING"}"#, "string for number"),
+            (r#"{"version":1,"status":"CANARY-1"}"#, "unknown variant"),
+            (r#"{"version":-1,"status":"PENDING"}"#, "negative"),
+        ] {
+            let err = serde_json::from_str::<Sample>(body).expect_err(case);
+            let message = describe(&err);
+            assert!(!message.contains("CANARY"), "case {case}: {message}");
+            assert!(message.contains("expected"), "case {case}: {message}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The HTTP API: routes, extractors, error mapping, request plumbing and the OpenAPI document.
+//!
+//! Every handler is registered through `utoipa_actix_web`, which collects its `#[utoipa::path]`
+//! description as it registers the route, so `/v1/openapi.json` cannot drift from the routes.
+
+mod error;
+mod json;
+mod middleware;
+mod secrets;
+mod sys;
+
+use std::sync::Arc;
+
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+pub use error::{ApiError, ErrorBody};
+pub use json::JsonBody;
+pub use middleware::RequestId;
+
+use crate::auth::{Access, TokenService};
+use crate::crypto::Kms;
+use crate::secrets::SecretService;
+use crate::store::Store;
+
+/// Everything a handler may need, shared by all workers.
+pub struct AppState {
+    pub store: Store,
+    pub kms: Arc<dyn Kms>,
+    pub secrets: SecretService,
+    pub tokens: TokenService,
+    pub access: Access,
+    pub metrics: PrometheusHandle,
+    /// Request bodies above this many bytes are refused with 413 before they are parsed.
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Leasehold",
+        description = "Dynamic-credentials lease broker and static secret store."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Builds the application: every route, its OpenAPI description and the request plumbing.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_body = state.max_body_bytes;
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .app_data(state)
+        .app_data(web::PayloadConfig::new(max_body))
+        .app_data(web::QueryConfig::default().error_handler(json::query_error))
+        .app_data(web::PathConfig::default().error_handler(json::path_error))
+        .service(sys::health)
+        .service(sys::metrics)
+        .service(sys::whoami)
+        .service(secrets::create_secret)
+        .service(secrets::list_secrets)
+        // Id routes first: their first segment must be a UUID (see `secrets` module docs).
+        .service(secrets::secret_metadata)
+        .service(secrets::update_secret)
+        .service(secrets::create_version)
+        .service(secrets::promote_alias)
+        .service(secrets::disable_version)
+        .service(secrets::enable_version)
+        .service(secrets::destroy_version)
+        .service(secrets::read_secret)
+        .openapi_service(|api| {
+            web::resource("/v1/openapi.json")
+                .route(web::get().to(move || {
+                    let api = api.clone();
+                    async move { HttpResponse::Ok().json(api) }
+                }))
+        })
+        .into_app()
+        .default_service(web::to(|| async {
+            actix_web::ResponseError::error_response(&ApiError::NotFound(
+                "no such route; GET /v1/openapi.json lists every route".into(),
+            ))
+        }))
+        .wrap(actix_web::middleware::from_fn(middleware::observe))
+}

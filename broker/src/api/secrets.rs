@@ -1,0 +1,638 @@
+//! `/v1/secrets`: static secrets.
+//!
+//! Routing: `/v1/secrets/{id}/…` routes match only when the first segment is a UUID; any other
+//! first segment is an environment, read as `/v1/secrets/{environment}/{path…}`. Environment
+//! names are at most 32 characters and UUIDs are 36, so the two can never be confused. The id
+//! routes are registered first.
+
+use actix_web::{HttpResponse, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{ApiError, AppState, JsonBody};
+use crate::auth::{Action, Caller, Resource};
+use crate::domain::{
+    AliasName, Environment, OwnerTeam, RotationStrategy, SecretPath, VersionNumber, VersionStatus,
+};
+use crate::secrets::{CreateSecret, InitialStatus, SecretMetadata, VersionSelector};
+use crate::store::{SecretRow, StatusChange};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateSecretRequest {
+    #[schema(value_type = String, example = "prod")]
+    environment: Environment,
+    #[schema(value_type = String, example = "payments/stripe-api-key")]
+    path: SecretPath,
+    #[schema(value_type = String, example = "payments")]
+    owner_team: OwnerTeam,
+    #[serde(default)]
+    rotation_strategy: RotationStrategy,
+    #[serde(default)]
+    description: String,
+}
+
+/// A secret's metadata (never a value).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretResponse {
+    id: Uuid,
+    tenant: String,
+    environment: String,
+    path: String,
+    owner_team: String,
+    description: String,
+    rotation_strategy: String,
+    latest_version: i64,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SecretRow> for SecretResponse {
+    fn from(row: SecretRow) -> Self {
+        Self {
+            id: row.id,
+            tenant: row.tenant,
+            environment: row.environment,
+            path: row.path,
+            owner_team: row.owner_team,
+            description: row.description,
+            rotation_strategy: row.rotation_strategy,
+            latest_version: row.latest_version,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionMetadata {
+    version: i64,
+    status: String,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    status_changed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Aliases {
+    current: Option<i64>,
+    previous: Option<i64>,
+    next: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretMetadataResponse {
+    #[serde(flatten)]
+    secret: SecretResponse,
+    versions: Vec<VersionMetadata>,
+    aliases: Aliases,
+}
+
+impl From<SecretMetadata> for SecretMetadataResponse {
+    fn from(meta: SecretMetadata) -> Self {
+        let alias = |name: &str| meta.aliases.iter().find(|a| a.alias == name).map(|a| a.version);
+        let aliases = Aliases {
+            current: alias("current"),
+            previous: alias("previous"),
+            next: alias("next"),
+        };
+        Self {
+            aliases,
+            versions: meta
+                .versions
+                .into_iter()
+                .map(|v| VersionMetadata {
+                    version: v.version,
+                    status: v.status,
+                    created_by: v.created_by,
+                    created_at: v.created_at,
+                    expires_at: v.expires_at,
+                    status_changed_at: v.status_changed_at,
+                })
+                .collect(),
+            secret: meta.secret.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretListResponse {
+    secrets: Vec<SecretResponse>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only secrets of this environment.
+    environment: Option<String>,
+    /// Only secrets whose path starts with this prefix.
+    path_prefix: Option<String>,
+    /// The `nextCursor` of the previous page.
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateSecretRequest {
+    #[schema(value_type = Option<String>)]
+    owner_team: Option<OwnerTeam>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NewVersionStatus {
+    Pending,
+    Current,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateVersionRequest {
+    /// The secret value (UTF-8 text, at most the configured limit, 64 KiB by default).
+    #[schema(value_type = String, example = "sk_live_redacted")]
+    value: SecretString,
+    /// `PENDING` writes the version without moving any alias; `CURRENT` (the default) also
+    /// moves `current` to it, and the old current becomes `previous`, atomically.
+    status: Option<NewVersionStatus>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionCreatedResponse {
+    secret_id: Uuid,
+    version: i64,
+    status: VersionStatus,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromoteRequest {
+    version: VersionNumber,
+    /// The version the alias points at now (compare-and-swap); omit or null when it is unset.
+    expected_previous_version: Option<VersionNumber>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromoteResponse {
+    secret_id: Uuid,
+    alias: String,
+    version: i64,
+    previous_version: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionStatusResponse {
+    secret_id: Uuid,
+    version: i64,
+    status: VersionStatus,
+}
+
+/// A secret value: exactly the seed's read shape.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretValueResponse<'a> {
+    path: &'a str,
+    version: i64,
+    value: &'a str,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// `current` (the default), `previous` or `next`.
+    alias: Option<String>,
+    /// A version number; exclusive with `alias`.
+    version: Option<VersionNumber>,
+}
+
+fn parse<T>(parsed: Result<T, crate::domain::InvalidName>) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::bad_request(e.field, e.to_string()))
+}
+
+fn secret_resource(row: &SecretRow) -> Result<Resource, ApiError> {
+    Ok(Resource::secret(
+        &parse(Environment::parse(&row.environment))?,
+        &parse(SecretPath::parse(&row.path))?,
+    ))
+}
+
+/// Looks a secret up for an id route and checks the caller may do `action` on it.
+async fn authorized_secret(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+) -> Result<SecretRow, ApiError> {
+    let row = state
+        .secrets
+        .metadata(&caller.tenant, id)
+        .await?
+        .secret;
+    state.access.authorize(caller, action, &secret_resource(&row)?)?;
+    Ok(row)
+}
+
+/// Create a secret (metadata only; add its value with a version).
+#[utoipa::path(
+    tag = "secrets",
+    request_body = CreateSecretRequest,
+    responses(
+        (status = 201, body = SecretResponse),
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 409, description = "a secret already exists at this path", body = super::ErrorBody),
+        (status = 415, body = super::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/secrets")]
+pub async fn create_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<CreateSecretRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.0;
+    state.access.authorize(
+        &caller,
+        Action::SecretsWrite,
+        &Resource::secret(&request.environment, &request.path),
+    )?;
+    let row = state
+        .secrets
+        .create(
+            &caller.tenant,
+            &caller.principal,
+            CreateSecret {
+                environment: request.environment,
+                path: request.path,
+                owner_team: request.owner_team,
+                description: request.description,
+                rotation_strategy: request.rotation_strategy,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(SecretResponse::from(row)))
+}
+
+/// List secrets (metadata only), in environment and path order.
+#[utoipa::path(
+    tag = "secrets",
+    params(ListQuery),
+    responses((status = 200, body = SecretListResponse), (status = 400, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[get("/v1/secrets")]
+pub async fn list_secrets(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    state
+        .access
+        .authorize(&caller, Action::SecretsList, &Resource::tenant_wide())?;
+    let environment = query
+        .environment
+        .as_deref()
+        .map(Environment::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("environment", e.to_string()))?;
+    if let Some(prefix) = &query.path_prefix
+        && (prefix.len() > 512 || prefix.contains(".."))
+    {
+        return Err(ApiError::bad_request(
+            "pathPrefix",
+            "pathPrefix: must be at most 512 bytes and must not contain '..'",
+        ));
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request("limit", "limit: must be between 1 and 1000"));
+    }
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(cursor) => Some(cursor.split_once('/').ok_or_else(|| {
+            ApiError::bad_request("after", "after: pass the nextCursor of the previous page")
+        })?),
+    };
+    let (rows, has_more) = state
+        .secrets
+        .list(
+            &caller.tenant,
+            environment.as_ref(),
+            query.path_prefix.as_deref(),
+            after,
+            limit,
+        )
+        .await?;
+    let next_cursor = has_more
+        .then(|| rows.last().map(|r| format!("{}/{}", r.environment, r.path)))
+        .flatten();
+    Ok(HttpResponse::Ok().json(SecretListResponse {
+        secrets: rows.into_iter().map(SecretResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// A secret's metadata: versions (status, creator, times) and aliases, never values.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}",
+    params(("id" = Uuid, Path, description = "secret id")),
+    responses((status = 200, body = SecretMetadataResponse), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[get("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}")]
+pub async fn secret_metadata(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let meta = state.secrets.metadata(&caller.tenant, *id).await?;
+    state
+        .access
+        .authorize(&caller, Action::SecretsList, &secret_resource(&meta.secret)?)?;
+    Ok(HttpResponse::Ok().json(SecretMetadataResponse::from(meta)))
+}
+
+/// Edit a secret's owner team or description.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}",
+    params(("id" = Uuid, Path, description = "secret id")),
+    request_body = UpdateSecretRequest,
+    responses((status = 200, body = SecretResponse), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[patch("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}")]
+pub async fn update_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    body: JsonBody<UpdateSecretRequest>,
+) -> Result<HttpResponse, ApiError> {
+    authorized_secret(&state, &caller, *id, Action::SecretsAdmin).await?;
+    let request = body.0;
+    let row = state
+        .secrets
+        .update(
+            &caller.tenant,
+            *id,
+            request.owner_team.as_ref(),
+            request.description.as_deref(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(SecretResponse::from(row)))
+}
+
+/// Add a version. Versions are immutable; numbers are monotonic per secret.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}/versions",
+    params(("id" = Uuid, Path, description = "secret id")),
+    request_body = CreateVersionRequest,
+    responses(
+        (status = 201, body = VersionCreatedResponse),
+        (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 413, description = "value over the configured limit", body = super::ErrorBody),
+        (status = 503, description = "storage or KMS unavailable", body = super::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions")]
+pub async fn create_version(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    body: JsonBody<CreateVersionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    authorized_secret(&state, &caller, *id, Action::SecretsWrite).await?;
+    let request = body.0;
+    let status = match request.status {
+        Some(NewVersionStatus::Pending) => InitialStatus::Pending,
+        Some(NewVersionStatus::Current) | None => InitialStatus::Current,
+    };
+    let created = state
+        .secrets
+        .add_version(
+            &caller.tenant,
+            &caller.principal,
+            *id,
+            &request.value,
+            status,
+            request.expires_at,
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(VersionCreatedResponse {
+        secret_id: *id,
+        version: created.version,
+        status: created.status,
+        created_at: created.created_at,
+        expires_at: created.expires_at,
+    }))
+}
+
+/// Point an alias (`current` or `next`) at a version, compare-and-swap on its present target.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}/aliases/{alias}",
+    params(("id" = Uuid, Path, description = "secret id"), ("alias" = String, Path, description = "`current` or `next`")),
+    request_body = PromoteRequest,
+    responses(
+        (status = 200, body = PromoteResponse),
+        (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 409, description = "stale expectedPreviousVersion, or an unreadable target", body = super::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/aliases/{alias}")]
+pub async fn promote_alias(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(Uuid, String)>,
+    body: JsonBody<PromoteRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, alias) = path.into_inner();
+    let alias = parse(AliasName::parse(&alias))?;
+    authorized_secret(&state, &caller, id, Action::SecretsRotate).await?;
+    let request = body.0;
+    let previous = state
+        .secrets
+        .promote(
+            &caller.tenant,
+            id,
+            alias,
+            request.version,
+            request.expected_previous_version,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(PromoteResponse {
+        secret_id: id,
+        alias: alias.to_string(),
+        version: request.version,
+        previous_version: previous,
+    }))
+}
+
+async fn change_status(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(Uuid, VersionNumber)>,
+    change: StatusChange,
+) -> Result<HttpResponse, ApiError> {
+    let (id, version) = path.into_inner();
+    let action = match change {
+        StatusChange::Destroy => Action::SecretsDestroy,
+        StatusChange::Disable | StatusChange::Enable => Action::SecretsAdmin,
+    };
+    authorized_secret(&state, &caller, id, action).await?;
+    let status = state
+        .secrets
+        .change_status(&caller.tenant, id, version, change)
+        .await?;
+    Ok(HttpResponse::Ok().json(VersionStatusResponse {
+        secret_id: id,
+        version,
+        status,
+    }))
+}
+
+/// Disable a version: it can no longer be read until enabled. The current version cannot be
+/// disabled.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}/versions/{version}/disable",
+    params(("id" = Uuid, Path), ("version" = i64, Path)),
+    responses((status = 200, body = VersionStatusResponse), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/disable")]
+pub async fn disable_version(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(Uuid, VersionNumber)>,
+) -> Result<HttpResponse, ApiError> {
+    change_status(state, caller, path, StatusChange::Disable).await
+}
+
+/// Enable a disabled version again.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}/versions/{version}/enable",
+    params(("id" = Uuid, Path), ("version" = i64, Path)),
+    responses((status = 200, body = VersionStatusResponse), (status = 404, body = super::ErrorBody), (status = 410, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/enable")]
+pub async fn enable_version(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(Uuid, VersionNumber)>,
+) -> Result<HttpResponse, ApiError> {
+    change_status(state, caller, path, StatusChange::Enable).await
+}
+
+/// Destroy a version: its ciphertext and wrapped data key are deleted from the row for good.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{id}/versions/{version}/destroy",
+    params(("id" = Uuid, Path), ("version" = i64, Path)),
+    responses((status = 200, body = VersionStatusResponse), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/destroy")]
+pub async fn destroy_version(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(Uuid, VersionNumber)>,
+) -> Result<HttpResponse, ApiError> {
+    change_status(state, caller, path, StatusChange::Destroy).await
+}
+
+/// Read a secret value by alias (default `current`) or version number.
+#[utoipa::path(
+    tag = "secrets",
+    path = "/v1/secrets/{environment}/{path}",
+    params(
+        ("environment" = String, Path, description = "e.g. `prod`"),
+        ("path" = String, Path, description = "the secret's path, slashes included, e.g. `payments/stripe-api-key`"),
+        ReadQuery
+    ),
+    responses(
+        (status = 200, body = SecretValueResponse),
+        (status = 400, body = super::ErrorBody),
+        (status = 404, description = "no such secret, alias unset, no such version, or version disabled", body = super::ErrorBody),
+        (status = 410, description = "version destroyed", body = super::ErrorBody),
+        (status = 503, description = "storage or KMS unavailable", body = super::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/secrets/{environment}/{path:.*}")]
+pub async fn read_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<ReadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (environment, secret_path) = path.into_inner();
+    let environment = parse(Environment::parse(&environment))?;
+    let secret_path = parse(SecretPath::parse(&secret_path))?;
+    let selector = match (query.alias.as_deref(), query.version) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "alias",
+                "pass either alias or version, not both",
+            ));
+        }
+        (Some(alias), None) => VersionSelector::Alias(parse(AliasName::parse(alias))?),
+        (None, Some(version)) => VersionSelector::Number(version),
+        (None, None) => VersionSelector::Alias(AliasName::Current),
+    };
+    state.access.authorize(
+        &caller,
+        Action::SecretsRead,
+        &Resource::secret(&environment, &secret_path),
+    )?;
+    let revealed = state
+        .secrets
+        .read(&caller.tenant, &environment, &secret_path, selector)
+        .await?;
+    let body = serde_json::to_vec(&SecretValueResponse {
+        path: revealed.path.as_str(),
+        version: revealed.version,
+        value: revealed.value.expose_secret(),
+        expires_at: revealed.expires_at,
+    })
+    .map_err(|_| ApiError::Internal("response encoding failed".into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body))
+}

@@ -1,0 +1,73 @@
+//! The `Caller` extractor: resolves `Authorization: Bearer <token>` for every protected handler.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use uuid::Uuid;
+
+use crate::api::{ApiError, AppState};
+use crate::domain::Tenant;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token_id: Uuid,
+    pub principal: String,
+    pub tenant: Tenant,
+    pub is_admin: bool,
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing credentials: send the header `Authorization: Bearer <token>`".into(),
+            )
+        })?;
+    let value = header.to_str().map_err(|_| {
+        ApiError::Unauthorized("the Authorization header is not valid text".into())
+    })?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the Authorization header must have the form `Bearer <token>`".into(),
+            )
+        })?;
+    Ok(token.to_owned())
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = zeroize::Zeroizing::new(token?);
+            let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let row = state
+                .tokens
+                .resolve(&token)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+                })?;
+            let tenant = Tenant::parse(&row.tenant)
+                .map_err(|_| ApiError::Internal("stored token has an invalid tenant".into()))?;
+            Ok(Caller {
+                token_id: row.id,
+                principal: row.principal,
+                tenant,
+                is_admin: row.is_admin,
+            })
+        })
+    }
+}

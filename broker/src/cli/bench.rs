@@ -1,0 +1,248 @@
+//! `leasehold bench …`: load generators that report throughput and latency percentiles next to
+//! the physical limit they are measured against, in the same run.
+//!
+//! `bench read` alternates rounds of the trivial authenticated route (`GET /v1/auth/self`: the
+//! same server, auth included, no store read or decryption) with rounds of static reads, so that
+//! machine noise hits both alike, and reports the medians and their ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ApiClient, ClientArgs, CliError};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Static secret reads against the trivial authenticated route.
+    Read(ReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Concurrent requests in flight (one connection each).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Length of each measured phase, e.g. `10s`, `500ms`, `1m`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Alternating rounds of (trivial route, reads); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Read this ENVIRONMENT/PATH instead of creating a bench secret.
+    #[arg(long)]
+    secret: Option<String>,
+}
+
+/// Parses `250ms`, `5s`, `2m`.
+///
+/// # Errors
+/// When the text is not a number followed by `ms`, `s` or `m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s or m"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} must start with a whole number"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number.saturating_mul(60))),
+        _ => Err(format!("{text:?}: unit must be ms, s or m")),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    pub requests: u64,
+    pub errors: u64,
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadReport {
+    concurrency: usize,
+    duration_ms: u128,
+    rounds: Vec<(PhaseResult, PhaseResult)>,
+    trivial_median_rps: f64,
+    read_median_rps: f64,
+    read_median_p50_ms: f64,
+    read_median_p99_ms: f64,
+    ratio: f64,
+}
+
+pub async fn run(command: BenchCommand) -> Result<(), CliError> {
+    match command {
+        BenchCommand::Read(args) => read(args).await,
+    }
+}
+
+async fn read(args: ReadArgs) -> Result<(), CliError> {
+    if args.concurrency == 0 || args.rounds == 0 {
+        return Err(CliError::Usage("--concurrency and --rounds must be at least 1".into()));
+    }
+    let client = ApiClient::with_pool(&args.client, args.concurrency)?;
+    let location = match args.secret {
+        Some(location) => location,
+        None => create_bench_secret(&client).await?,
+    };
+    let read_path = format!("/v1/secrets/{location}");
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for _ in 0..args.rounds {
+        let trivial = phase(&client, "/v1/auth/self", args.concurrency, args.duration).await?;
+        let reads = phase(&client, &read_path, args.concurrency, args.duration).await?;
+        rounds.push((trivial, reads));
+    }
+    let trivial_median_rps = median(rounds.iter().map(|r| r.0.throughput));
+    let read_median_rps = median(rounds.iter().map(|r| r.1.throughput));
+    let report = ReadReport {
+        concurrency: args.concurrency,
+        duration_ms: args.duration.as_millis(),
+        trivial_median_rps,
+        read_median_rps,
+        read_median_p50_ms: median(rounds.iter().map(|r| r.1.p50_ms)),
+        read_median_p99_ms: median(rounds.iter().map(|r| r.1.p99_ms)),
+        ratio: if trivial_median_rps > 0.0 {
+            read_median_rps / trivial_median_rps
+        } else {
+            0.0
+        },
+        rounds,
+    };
+    if args.client.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(CliError::other)?);
+    } else {
+        println!("bench read: concurrency {}, {} rounds of {:?} per phase", report.concurrency, report.rounds.len(), args.duration);
+        println!("{:<7} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>7}", "round", "trivial/s", "p50 ms", "p99 ms", "reads/s", "p50 ms", "p99 ms", "errors");
+        for (i, (t, r)) in report.rounds.iter().enumerate() {
+            println!(
+                "{:<7} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>9.3} {:>9.3} {:>7}",
+                i + 1, t.throughput, t.p50_ms, t.p99_ms, r.throughput, r.p50_ms, r.p99_ms, t.errors + r.errors
+            );
+        }
+        println!(
+            "median: trivial {:.0}/s, reads {:.0}/s (p50 {:.3} ms, p99 {:.3} ms): reads reach {:.0}% of the trivial route",
+            report.trivial_median_rps, report.read_median_rps, report.read_median_p50_ms, report.read_median_p99_ms, report.ratio * 100.0
+        );
+    }
+    Ok(())
+}
+
+async fn create_bench_secret(client: &ApiClient) -> Result<String, CliError> {
+    let path = format!("bench/read-{}", uuid::Uuid::new_v4().simple());
+    let created: Value = client
+        .call(
+            Method::POST,
+            "/v1/secrets",
+            Some(&json!({"environment": "bench", "path": path, "ownerTeam": "bench"})),
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let _: Value = client
+        .call(
+            Method::POST,
+            &format!("/v1/secrets/{id}/versions"),
+            Some(&json!({"value": "x".repeat(64), "status": "CURRENT"})),
+        )
+        .await?;
+    Ok(format!("bench/{path}"))
+}
+
+/// Runs `concurrency` workers issuing GET `path` back to back for `duration`.
+async fn phase(
+    client: &ApiClient,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<PhaseResult, CliError> {
+    let url: Arc<str> = Arc::from(path);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let url = url.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(4096);
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = client.call::<Value>(Method::GET, &url, None::<&()>).await.is_ok();
+                latencies.push(sent.elapsed().as_micros() as u32);
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (mut l, e) = worker.await.map_err(CliError::other)?;
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let requests = latencies.len() as u64;
+    let ok = requests.saturating_sub(errors);
+    Ok(PhaseResult {
+        requests,
+        errors,
+        throughput: ok as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+fn percentile(sorted_micros: &[u32], q: f64) -> f64 {
+    if sorted_micros.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_micros.len() as f64 - 1.0) * q).round() as usize;
+    f64::from(sorted_micros[index.min(sorted_micros.len() - 1)]) / 1000.0
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn percentiles_and_medians() {
+        let sorted: Vec<u32> = (1..=100).map(|v| v * 1000).collect();
+        assert_eq!(percentile(&sorted, 0.5), 51.0);
+        assert_eq!(percentile(&sorted, 0.99), 99.0);
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0].into_iter()), 2.5);
+    }
+}

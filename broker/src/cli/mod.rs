@@ -1,0 +1,77 @@
+//! The `leasehold` command line: `server`, operator tools (`migrate`, `operator`, `kms`), API
+//! client commands (`secret …`) and `bench`. Client commands print human output by default and
+//! the API's JSON with `--json`.
+
+mod admin;
+mod bench;
+mod client;
+mod secret;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::{ApiClient, CliError};
+
+#[derive(Debug, Parser)]
+#[command(name = "leasehold", version, about = "Dynamic-credentials lease broker and secret store")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Server(server::ServerArgs),
+    /// Apply pending store migrations and exit.
+    Migrate(admin::MigrateArgs),
+    /// Operator tasks on a store (initialisation).
+    #[command(subcommand)]
+    Operator(admin::OperatorCommand),
+    /// Master-key management for the local KMS provider.
+    #[command(subcommand)]
+    Kms(admin::KmsCommand),
+    /// Static secrets.
+    Secret(secret::SecretArgs),
+    /// Measure the broker against its physical limits.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Where the API is and who is calling; shared by every client command.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Broker address.
+    #[arg(long, env = "LEASEHOLD_ADDR", default_value = "http://127.0.0.1:8200", global = true)]
+    pub addr: String,
+    /// Bearer token (prefer the environment variable: arguments show up in `ps`).
+    #[arg(long, env = "LEASEHOLD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// PEM file of a CA to trust for the broker's TLS certificate.
+    #[arg(long, env = "LEASEHOLD_CACERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Print the API's JSON instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Runs one command; the exit code is 0 on success, 1 on failure.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Migrate(args) => admin::migrate(args).await,
+        Command::Operator(command) => admin::operator(command).await,
+        Command::Kms(command) => admin::kms(command),
+        Command::Secret(args) => secret::run(args).await,
+        Command::Bench(command) => bench::run(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

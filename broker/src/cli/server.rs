@@ -1,0 +1,81 @@
+//! `leasehold server`: the dev server (`--dev`) or a production server (`--config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::CliError;
+use crate::dev::DevMode;
+use crate::settings::{DEFAULT_LISTEN, Settings};
+use crate::startup::{self, Application};
+use crate::telemetry;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Embedded default: SQLite and a local master key in --data-dir, root token on stdout.
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    /// With --dev: keep everything in memory; nothing survives the process.
+    #[arg(long, requires = "dev")]
+    ephemeral: bool,
+    /// With --dev: where the store, master key and root token live.
+    #[arg(long, default_value = "./leasehold-data", requires = "dev")]
+    data_dir: PathBuf,
+    /// Production configuration file (TOML; see deploy/leasehold.example.toml).
+    #[arg(long, env = "LEASEHOLD_CONFIG", required_unless_present = "dev")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides the configuration file).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// With --dev: use this root token instead of a generated one.
+    #[arg(long, env = "LEASEHOLD_DEV_ROOT_TOKEN", hide_env_values = true, requires = "dev")]
+    dev_root_token: Option<String>,
+}
+
+pub async fn run(args: ServerArgs) -> Result<(), CliError> {
+    telemetry::init_logging("info");
+    let dev = args.dev.then(|| {
+        if args.ephemeral {
+            DevMode::ephemeral()
+        } else {
+            DevMode::persistent(args.data_dir.clone())
+        }
+    });
+    let mut settings = match (&dev, &args.config) {
+        (Some(dev), _) => {
+            dev.settings(args.listen.unwrap_or(DEFAULT_LISTEN))
+                .map_err(CliError::other)?
+        }
+        (None, Some(path)) => Settings::load(path).map_err(CliError::other)?,
+        (None, None) => return Err(CliError::Usage("pass --dev or --config FILE".into())),
+    };
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+
+    let kms = startup::kms_from_settings(&settings.kms).map_err(CliError::other)?;
+    let store = startup::open_store(&settings).await.map_err(CliError::other)?;
+    let app = Application::build(&settings, store, kms).map_err(CliError::other)?;
+
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let addr = format!("{scheme}://{}:{}", settings.listen.ip(), app.port());
+    if let Some(dev) = &dev {
+        let token = dev
+            .root_token(app.tokens(), args.dev_root_token.map(SecretString::from))
+            .await
+            .map_err(CliError::other)?;
+        println!("Leasehold dev server listening on {addr}");
+        println!("Root Token: {}", token.expose_secret());
+        println!();
+        println!("    export LEASEHOLD_ADDR={addr}");
+        println!("    export LEASEHOLD_TOKEN={}", token.expose_secret());
+    } else {
+        println!("Leasehold listening on {addr}");
+    }
+    tracing::info!(%addr, "listening");
+    app.run_until_stopped(startup::shutdown_signal())
+        .await
+        .map_err(CliError::other)
+}

@@ -1,0 +1,209 @@
+//! Server settings: a TOML file, then `LEASEHOLD_…` environment overrides, then command-line
+//! flags. Unknown keys in the file are errors, so a typo never silently falls back to a default.
+//!
+//! Environment overrides (each replaces one key): `LEASEHOLD_LISTEN`, `LEASEHOLD_DATABASE_URL`,
+//! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
+//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8200));
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name} is invalid: {message}")]
+    Env { name: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+fn default_max_value_bytes() -> usize {
+    DEFAULT_MAX_VALUE_BYTES
+}
+
+/// Everything `leasehold server` needs to run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `postgres://…` in production, `sqlite://PATH` for a single node.
+    pub database_url: SecretString,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Secret values above this many bytes are refused with 413.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+    pub tls: Option<TlsSettings>,
+    pub kms: KmsSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Which KMS wraps data keys.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "provider", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KmsSettings {
+    /// A key ring in a file outside the database (created on first start).
+    Local { key_file: PathBuf },
+    /// A key ring that lives only in memory: everything sealed under it dies with the process.
+    Ephemeral,
+}
+
+impl Settings {
+    /// Reads `path`, then applies the environment overrides.
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed, or an override is malformed.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut settings: Self = toml::from_str(&text).map_err(|e| SettingsError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Applies `LEASEHOLD_…` overrides read through `var`.
+    ///
+    /// # Errors
+    /// When an override does not parse.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), SettingsError> {
+        fn parsed<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, SettingsError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| SettingsError::Env {
+                name,
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = var("LEASEHOLD_LISTEN") {
+            self.listen = parsed("LEASEHOLD_LISTEN", &v)?;
+        }
+        if let Some(v) = var("LEASEHOLD_DATABASE_URL") {
+            self.database_url = SecretString::from(v);
+        }
+        if let Some(v) = var("LEASEHOLD_MAX_CONNECTIONS") {
+            self.max_connections = parsed("LEASEHOLD_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = var("LEASEHOLD_MAX_VALUE_BYTES") {
+            self.max_value_bytes = parsed("LEASEHOLD_MAX_VALUE_BYTES", &v)?;
+        }
+        match (var("LEASEHOLD_TLS_CERT_FILE"), var("LEASEHOLD_TLS_KEY_FILE")) {
+            (Some(cert_file), Some(key_file)) => {
+                self.tls = Some(TlsSettings {
+                    cert_file: cert_file.into(),
+                    key_file: key_file.into(),
+                });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(SettingsError::Invalid(
+                    "set both LEASEHOLD_TLS_CERT_FILE and LEASEHOLD_TLS_KEY_FILE, or neither".into(),
+                ));
+            }
+        }
+        if let Some(v) = var("LEASEHOLD_KMS_KEY_FILE") {
+            self.kms = KmsSettings::Local { key_file: v.into() };
+        }
+        Ok(())
+    }
+
+    /// # Errors
+    /// When a value is out of range.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_connections == 0 {
+            return Err(SettingsError::Invalid("max_connections must be at least 1".into()));
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.max_value_bytes) {
+            return Err(SettingsError::Invalid(
+                "max_value_bytes must be between 1 and 16777216".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The request-body limit that fits the largest value plus JSON escaping and metadata.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_value_bytes.saturating_mul(6).saturating_add(16 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const EXAMPLE: &str = r#"
+        listen = "0.0.0.0:8443"
+        database_url = "postgres://leasehold@db/leasehold"
+        [tls]
+        cert_file = "/etc/leasehold/tls.crt"
+        key_file = "/etc/leasehold/tls.key"
+        [kms]
+        provider = "local"
+        key_file = "/etc/leasehold/master.key"
+    "#;
+
+    #[test]
+    fn file_then_environment() {
+        let mut settings: Settings = toml::from_str(EXAMPLE).expect("parse");
+        assert_eq!(settings.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
+        settings
+            .apply_env(|name| match name {
+                "LEASEHOLD_LISTEN" => Some("127.0.0.1:9000".into()),
+                "LEASEHOLD_DATABASE_URL" => Some("sqlite:///tmp/x.db".into()),
+                _ => None,
+            })
+            .expect("env");
+        assert_eq!(settings.listen.port(), 9000);
+        assert_eq!(settings.database_url.expose_secret(), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_overrides_are_errors() {
+        let typo = EXAMPLE.replace("listen", "listne");
+        assert!(toml::from_str::<Settings>(&typo).is_err());
+        let mut settings: Settings = toml::from_str(EXAMPLE).expect("parse");
+        let result = settings.apply_env(|name| (name == "LEASEHOLD_LISTEN").then(|| "nope".into()));
+        assert!(matches!(result, Err(SettingsError::Env { .. })));
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let example = include_str!("../../deploy/leasehold.example.toml");
+        let settings: Settings = toml::from_str(example).expect("deploy/leasehold.example.toml");
+        settings.validate().expect("valid");
+    }
+}

@@ -1,0 +1,164 @@
+//! Building and running the server: connect the store, apply migrations, bind the listener
+//! (port 0 in tests; the bound port is recorded), then serve until the shutdown future resolves,
+//! draining in-flight requests.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{HttpServer, web};
+use secrecy::ExposeSecret;
+
+use crate::api::{self, AppState};
+use crate::auth::{Access, TokenService};
+use crate::crypto::{Kms, KeyRingError, LocalKms};
+use crate::secrets::SecretService;
+use crate::settings::{KmsSettings, Settings};
+use crate::store::{Store, StoreError};
+use crate::telemetry;
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    KeyRing(#[from] KeyRingError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the KMS provider the settings name.
+///
+/// # Errors
+/// When the local key ring cannot be loaded or created.
+pub fn kms_from_settings(settings: &KmsSettings) -> Result<Arc<dyn Kms>, KeyRingError> {
+    Ok(match settings {
+        KmsSettings::Local { key_file } => Arc::new(LocalKms::load_or_create(key_file)?),
+        KmsSettings::Ephemeral => Arc::new(LocalKms::ephemeral()),
+    })
+}
+
+/// Connects to the configured store and applies pending migrations.
+///
+/// # Errors
+/// When the store is unreachable or a migration fails.
+pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    let store = Store::connect(settings.database_url.expose_secret(), settings.max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds the listener and wires the services.
+    ///
+    /// # Errors
+    /// When the address cannot be bound or TLS material cannot be loaded.
+    pub fn build(settings: &Settings, store: Store, kms: Arc<dyn Kms>) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?.port();
+        let state = web::Data::new(AppState {
+            secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
+            tokens: TokenService::new(store.clone()),
+            access: Access,
+            metrics: telemetry::metrics_handle(),
+            max_body_bytes: settings.max_body_bytes(),
+            store,
+            kms,
+        });
+        let app_state = state.clone();
+        let server = HttpServer::new(move || api::app(app_state.clone()))
+            .disable_signals()
+            .shutdown_timeout(10);
+        let server = match &settings.tls {
+            Some(tls_settings) => server
+                .listen_rustls_0_23(listener, tls::server_config(tls_settings)?)
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?,
+            None => server.listen(listener).map_err(|source| StartupError::Bind {
+                addr: settings.listen,
+                source,
+            })?,
+        };
+        Ok(Self {
+            port,
+            server: server.run(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn tokens(&self) -> &TokenService {
+        &self.state.tokens
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                tracing::warn!("HTTP server exited on its own");
+                result
+            }
+            () = shutdown => {
+                tracing::info!("shutdown requested; draining in-flight requests");
+                handle.stop(true).await;
+                let result = server.await;
+                self.state.store.close().await;
+                tracing::info!("server stopped");
+                result
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

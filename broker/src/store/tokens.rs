@@ -1,0 +1,80 @@
+//! Rows of `tokens`: bearer tokens stored only as SHA-256 hashes.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Store, StoreResult, on_pool};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub principal: String,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewToken<'a> {
+    pub id: Uuid,
+    pub token_hash: &'a [u8],
+    pub tenant: &'a str,
+    pub principal: &'a str,
+    pub is_admin: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+impl Store {
+    /// # Errors
+    /// Storage errors, or a unique violation for a hash that is already stored.
+    pub async fn insert_token(&self, new: &NewToken<'_>) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tokens (id, token_hash, tenant, principal, is_admin, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(new.id)
+            .bind(new.token_hash)
+            .bind(new.tenant)
+            .bind(new.principal)
+            .bind(new.is_admin)
+            .bind(new.now)
+            .bind(new.expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The token with this hash, whatever its state; the caller checks expiry and revocation.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn find_token(&self, token_hash: &[u8]) -> StoreResult<Option<TokenRow>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, TokenRow>(
+                "SELECT id, tenant, principal, is_admin, created_at, expires_at, revoked_at \
+                 FROM tokens WHERE token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Whether the store already has an administrator token (a store is initialised once).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn has_admin_token(&self) -> StoreResult<bool> {
+        let count: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE is_admin = $1")
+                .bind(true)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count > 0)
+    }
+}
