@@ -100,7 +100,13 @@ impl DevMode {
             return Ok(token.clone());
         }
         let issued = tokens
-            .mint(ROOT_PRINCIPAL, &Tenant::default_tenant(), true, None, wanted)
+            .mint(
+                ROOT_PRINCIPAL,
+                &Tenant::default_tenant(),
+                true,
+                None,
+                wanted,
+            )
             .await?;
         if let Some(dir) = &self.data_dir {
             write_token_file(&dir.join("root-token"), &issued.token)?;
@@ -132,6 +138,7 @@ fn write_token_file(path: &Path, token: &SecretString) -> Result<(), DevError> {
         .mode(0o600)
         .open(path)
         .map_err(err)?;
-    file.write_all(token.expose_secret().as_bytes()).map_err(err)?;
+    file.write_all(token.expose_secret().as_bytes())
+        .map_err(err)?;
     file.sync_all().map_err(err)
 }

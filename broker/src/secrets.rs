@@ -36,7 +36,10 @@ pub enum SecretError {
     #[error("{0}")]
     Conflict(String),
     #[error("{message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("the value is {size} bytes; the limit is {limit} bytes")]
     ValueTooLarge { size: usize, limit: usize },
     #[error(transparent)]
@@ -183,7 +186,12 @@ impl SecretService {
             path,
             version,
         };
-        let sealed = crypto::seal(self.kms.as_ref(), &binding, value.expose_secret().as_bytes()).await?;
+        let sealed = crypto::seal(
+            self.kms.as_ref(),
+            &binding,
+            value.expose_secret().as_bytes(),
+        )
+        .await?;
         let outcome = self
             .store
             .insert_version(
@@ -233,7 +241,9 @@ impl SecretService {
             VersionSelector::Number(n) => self.store.select_by_version(t, e, p, n).await?,
         }
         .ok_or_else(|| SecretError::SecretNotFound(format!("{environment}/{path}")))?;
-        let result = self.reveal(tenant, environment, path, selector, selected).await;
+        let result = self
+            .reveal(tenant, environment, path, selector, selected)
+            .await;
         metrics::histogram!("leasehold_secret_read_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         result
@@ -262,9 +272,11 @@ impl SecretService {
             VersionStatus::Destroyed => return Err(SecretError::VersionDestroyed(version)),
             _ => {}
         }
-        let (Some(ciphertext), Some(blob), Some(key_id)) =
-            (selected.ciphertext, selected.wrapped_key, selected.kms_key_id)
-        else {
+        let (Some(ciphertext), Some(blob), Some(key_id)) = (
+            selected.ciphertext,
+            selected.wrapped_key,
+            selected.kms_key_id,
+        ) else {
             return Err(SecretError::Envelope(EnvelopeError::Integrity));
         };
         let binding = Binding {

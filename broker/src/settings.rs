@@ -120,7 +120,10 @@ impl Settings {
         if let Some(v) = var("LEASEHOLD_MAX_VALUE_BYTES") {
             self.max_value_bytes = parsed("LEASEHOLD_MAX_VALUE_BYTES", &v)?;
         }
-        match (var("LEASEHOLD_TLS_CERT_FILE"), var("LEASEHOLD_TLS_KEY_FILE")) {
+        match (
+            var("LEASEHOLD_TLS_CERT_FILE"),
+            var("LEASEHOLD_TLS_KEY_FILE"),
+        ) {
             (Some(cert_file), Some(key_file)) => {
                 self.tls = Some(TlsSettings {
                     cert_file: cert_file.into(),
@@ -130,7 +133,8 @@ impl Settings {
             (None, None) => {}
             _ => {
                 return Err(SettingsError::Invalid(
-                    "set both LEASEHOLD_TLS_CERT_FILE and LEASEHOLD_TLS_KEY_FILE, or neither".into(),
+                    "set both LEASEHOLD_TLS_CERT_FILE and LEASEHOLD_TLS_KEY_FILE, or neither"
+                        .into(),
                 ));
             }
         }
@@ -144,7 +148,9 @@ impl Settings {
     /// When a value is out of range.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.max_connections == 0 {
-            return Err(SettingsError::Invalid("max_connections must be at least 1".into()));
+            return Err(SettingsError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
         }
         if !(1..=16 * 1024 * 1024).contains(&self.max_value_bytes) {
             return Err(SettingsError::Invalid(
@@ -156,7 +162,9 @@ impl Settings {
 
     /// The request-body limit that fits the largest value plus JSON escaping and metadata.
     pub fn max_body_bytes(&self) -> usize {
-        self.max_value_bytes.saturating_mul(6).saturating_add(16 * 1024)
+        self.max_value_bytes
+            .saturating_mul(6)
+            .saturating_add(16 * 1024)
     }
 }
 

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::api::{self, AppState};
 use crate::auth::{Access, TokenService};
-use crate::crypto::{Kms, KeyRingError, LocalKms};
+use crate::crypto::{KeyRingError, Kms, LocalKms};
 use crate::secrets::SecretService;
 use crate::settings::{KmsSettings, Settings};
 use crate::store::{Store, StoreError};
@@ -49,7 +49,11 @@ pub fn kms_from_settings(settings: &KmsSettings) -> Result<Arc<dyn Kms>, KeyRing
 /// # Errors
 /// When the store is unreachable or a migration fails.
 pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
-    let store = Store::connect(settings.database_url.expose_secret(), settings.max_connections).await?;
+    let store = Store::connect(
+        settings.database_url.expose_secret(),
+        settings.max_connections,
+    )
+    .await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -66,15 +70,22 @@ impl Application {
     ///
     /// # Errors
     /// When the address cannot be bound or TLS material cannot be loaded.
-    pub fn build(settings: &Settings, store: Store, kms: Arc<dyn Kms>) -> Result<Self, StartupError> {
+    pub fn build(
+        settings: &Settings,
+        store: Store,
+        kms: Arc<dyn Kms>,
+    ) -> Result<Self, StartupError> {
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
             addr: settings.listen,
             source,
         })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.listen,
-            source,
-        })?.port();
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: settings.listen,
+                source,
+            })?
+            .port();
         let state = web::Data::new(AppState {
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),
@@ -95,10 +106,12 @@ impl Application {
                     addr: settings.listen,
                     source,
                 })?,
-            None => server.listen(listener).map_err(|source| StartupError::Bind {
-                addr: settings.listen,
-                source,
-            })?,
+            None => server
+                .listen(listener)
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?,
         };
         Ok(Self {
             port,
@@ -119,7 +132,10 @@ impl Application {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
         tokio::pin!(server);
@@ -130,8 +146,9 @@ impl Application {
             }
             () = shutdown => {
                 tracing::info!("shutdown requested; draining in-flight requests");
-                handle.stop(true).await;
-                let result = server.await;
+                // The stop command is answered by the server future itself, so both are
+                // polled together.
+                let ((), result) = tokio::join!(handle.stop(true), server);
                 self.state.store.close().await;
                 tracing::info!("server stopped");
                 result

@@ -11,7 +11,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// Installs the JSON log subscriber; `RUST_LOG` overrides `default_filter`.
 pub fn init_logging(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_current_span(true)

@@ -115,7 +115,9 @@ impl ApiError {
             Self::Unauthorized(_) => simple(StatusCode::UNAUTHORIZED, "unauthorized", self),
             Self::Forbidden(_) => simple(StatusCode::FORBIDDEN, "forbidden", self),
             Self::NotFound(_) => simple(StatusCode::NOT_FOUND, "not_found", self),
-            Self::PayloadTooLarge(_) => simple(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self),
+            Self::PayloadTooLarge(_) => {
+                simple(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self)
+            }
             Self::UnsupportedMediaType(_) => simple(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -127,7 +129,9 @@ impl ApiError {
                 }
                 S::VersionDisabled(_) => simple(StatusCode::NOT_FOUND, "version_disabled", self),
                 S::VersionDestroyed(_) => simple(StatusCode::GONE, "version_destroyed", self),
-                S::AlreadyExists(_) | S::Conflict(_) => simple(StatusCode::CONFLICT, "conflict", self),
+                S::AlreadyExists(_) | S::Conflict(_) => {
+                    simple(StatusCode::CONFLICT, "conflict", self)
+                }
                 S::Invalid { field, message } => (
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
@@ -228,7 +232,10 @@ mod tests {
             ),
             (SecretError::ValueTooLarge { size: 2, limit: 1 }.into(), 413),
             (SecretError::Storage(StoreError::from(io())).into(), 503),
-            (SecretError::Storage(StoreError::Corrupt("x".into())).into(), 500),
+            (
+                SecretError::Storage(StoreError::Corrupt("x".into())).into(),
+                500,
+            ),
             (
                 SecretError::Envelope(EnvelopeError::Kms(KmsError::Unavailable("x".into()))).into(),
                 503,

@@ -20,7 +20,8 @@ fn is_json(req: &HttpRequest) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -93,8 +94,11 @@ pub fn describe(error: &serde_json::Error) -> String {
     } else if text.starts_with("invalid value") {
         format!("invalid value, expected {}", expected.unwrap_or_default())
     } else if text.starts_with("unknown variant") {
-        format!("unknown value, expected one of {}", expected.unwrap_or_default())
-            .replace("one of one of", "one of")
+        format!(
+            "unknown value, expected one of {}",
+            expected.unwrap_or_default()
+        )
+        .replace("one of one of", "one of")
     } else if text.starts_with("invalid length") {
         format!("invalid length, expected {}", expected.unwrap_or_default())
     } else {
@@ -103,13 +107,17 @@ pub fn describe(error: &serde_json::Error) -> String {
 }
 
 /// JSON errors for malformed query strings and path segments.
-pub fn query_error(error: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+pub fn query_error(
+    error: actix_web::error::QueryPayloadError,
+    _: &HttpRequest,
+) -> actix_web::Error {
     let message = match &error {
         actix_web::error::QueryPayloadError::Deserialize(e) => {
             let text = e.to_string();
             let trimmed = text.split(": ").next().unwrap_or(&text).to_owned();
             if text.contains("invalid digit") || text.contains("invalid type") {
-                "a query parameter has an invalid value; see the API reference for its type".to_owned()
+                "a query parameter has an invalid value; see the API reference for its type"
+                    .to_owned()
             } else {
                 trimmed
             }
@@ -154,7 +162,10 @@ mod tests {
     #[test]
     fn messages_never_echo_values() {
         for (body, case) in [
-            (r#"{"version":"CANARY-1","status":"PENDING"}"#, "string for number"),
+            (
+                r#"{"version":"CANARY-1","status":"PENDING"}"#,
+                "string for number",
+            ),
             (r#"{"version":1,"status":"CANARY-1"}"#, "unknown variant"),
             (r#"{"version":-1,"status":"PENDING"}"#, "negative"),
         ] {

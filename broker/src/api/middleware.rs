@@ -32,11 +32,15 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let request_id = incoming_id(&req).unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+    let request_id =
+        incoming_id(&req).unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
 
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
@@ -45,7 +49,11 @@ pub async fn observe(
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
     span.in_scope(|| {
-        tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request served");
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request served"
+        );
     });
     metrics::counter!("leasehold_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
         .increment(1);

@@ -97,11 +97,10 @@ pub fn app(
         .service(secrets::destroy_version)
         .service(secrets::read_secret)
         .openapi_service(|api| {
-            web::resource("/v1/openapi.json")
-                .route(web::get().to(move || {
-                    let api = api.clone();
-                    async move { HttpResponse::Ok().json(api) }
-                }))
+            web::resource("/v1/openapi.json").route(web::get().to(move || {
+                let api = api.clone();
+                async move { HttpResponse::Ok().json(api) }
+            }))
         })
         .into_app()
         .default_service(web::to(|| async {

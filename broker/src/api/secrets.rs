@@ -103,7 +103,12 @@ pub struct SecretMetadataResponse {
 
 impl From<SecretMetadata> for SecretMetadataResponse {
     fn from(meta: SecretMetadata) -> Self {
-        let alias = |name: &str| meta.aliases.iter().find(|a| a.alias == name).map(|a| a.version);
+        let alias = |name: &str| {
+            meta.aliases
+                .iter()
+                .find(|a| a.alias == name)
+                .map(|a| a.version)
+        };
         let aliases = Aliases {
             current: alias("current"),
             previous: alias("previous"),
@@ -251,12 +256,10 @@ async fn authorized_secret(
     id: Uuid,
     action: Action,
 ) -> Result<SecretRow, ApiError> {
-    let row = state
-        .secrets
-        .metadata(&caller.tenant, id)
-        .await?
-        .secret;
-    state.access.authorize(caller, action, &secret_resource(&row)?)?;
+    let row = state.secrets.metadata(&caller.tenant, id).await?.secret;
+    state
+        .access
+        .authorize(caller, action, &secret_resource(&row)?)?;
     Ok(row)
 }
 
@@ -334,7 +337,10 @@ pub async fn list_secrets(
     }
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request("limit", "limit: must be between 1 and 1000"));
+        return Err(ApiError::bad_request(
+            "limit",
+            "limit: must be between 1 and 1000",
+        ));
     }
     let after = match query.after.as_deref() {
         None => None,
@@ -369,16 +375,20 @@ pub async fn list_secrets(
     responses((status = 200, body = SecretMetadataResponse), (status = 404, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[get("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}")]
+#[get(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
+)]
 pub async fn secret_metadata(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let meta = state.secrets.metadata(&caller.tenant, *id).await?;
-    state
-        .access
-        .authorize(&caller, Action::SecretsList, &secret_resource(&meta.secret)?)?;
+    state.access.authorize(
+        &caller,
+        Action::SecretsList,
+        &secret_resource(&meta.secret)?,
+    )?;
     Ok(HttpResponse::Ok().json(SecretMetadataResponse::from(meta)))
 }
 
@@ -391,7 +401,9 @@ pub async fn secret_metadata(
     responses((status = 200, body = SecretResponse), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[patch("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}")]
+#[patch(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
+)]
 pub async fn update_secret(
     state: web::Data<AppState>,
     caller: Caller,
@@ -426,7 +438,9 @@ pub async fn update_secret(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions")]
+#[post(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions"
+)]
 pub async fn create_version(
     state: web::Data<AppState>,
     caller: Caller,
@@ -472,7 +486,9 @@ pub async fn create_version(
     ),
     security(("bearer" = []))
 )]
-#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/aliases/{alias}")]
+#[post(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/aliases/{alias}"
+)]
 pub async fn promote_alias(
     state: web::Data<AppState>,
     caller: Caller,
@@ -533,7 +549,9 @@ async fn change_status(
     responses((status = 200, body = VersionStatusResponse), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/disable")]
+#[post(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/disable"
+)]
 pub async fn disable_version(
     state: web::Data<AppState>,
     caller: Caller,
@@ -550,7 +568,9 @@ pub async fn disable_version(
     responses((status = 200, body = VersionStatusResponse), (status = 404, body = super::ErrorBody), (status = 410, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/enable")]
+#[post(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/enable"
+)]
 pub async fn enable_version(
     state: web::Data<AppState>,
     caller: Caller,
@@ -567,7 +587,9 @@ pub async fn enable_version(
     responses((status = 200, body = VersionStatusResponse), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[post("/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/destroy")]
+#[post(
+    "/v1/secrets/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/versions/{version}/destroy"
+)]
 pub async fn destroy_version(
     state: web::Data<AppState>,
     caller: Caller,

@@ -32,7 +32,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (storage, kms) = tokio::join!(state.store.ping(), state.kms.check());
     let storage = ComponentHealth {
         ok: storage.is_ok(),
-        detail: storage.err().map(|_| format!("{} store unreachable", state.store.dialect())),
+        detail: storage
+            .err()
+            .map(|_| format!("{} store unreachable", state.store.dialect())),
     };
     let kms = ComponentHealth {
         ok: kms.is_ok(),

@@ -55,7 +55,12 @@ pub struct Access;
 impl Access {
     /// # Errors
     /// `Forbidden`, naming the action and resource, when the caller may not do it.
-    pub fn authorize(&self, caller: &Caller, action: Action, resource: &Resource) -> Result<(), ApiError> {
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<(), ApiError> {
         if caller.is_admin {
             return Ok(());
         }

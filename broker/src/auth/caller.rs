@@ -27,9 +27,9 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
                 "missing credentials: send the header `Authorization: Bearer <token>`".into(),
             )
         })?;
-    let value = header.to_str().map_err(|_| {
-        ApiError::Unauthorized("the Authorization header is not valid text".into())
-    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
@@ -52,14 +52,11 @@ impl FromRequest for Caller {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let token = zeroize::Zeroizing::new(token?);
-            let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-            let row = state
-                .tokens
-                .resolve(&token)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Unauthorized("the token is invalid, expired or revoked".into())
-                })?;
+            let state =
+                state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let row = state.tokens.resolve(&token).await?.ok_or_else(|| {
+                ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+            })?;
             let tenant = Tenant::parse(&row.tenant)
                 .map_err(|_| ApiError::Internal("stored token has an invalid tenant".into()))?;
             Ok(Caller {

@@ -48,7 +48,9 @@ pub enum KmsCommand {
 
 pub async fn migrate(args: MigrateArgs) -> Result<(), CliError> {
     let settings = Settings::load(&args.config).map_err(CliError::other)?;
-    let store = startup::open_store(&settings).await.map_err(CliError::other)?;
+    let store = startup::open_store(&settings)
+        .await
+        .map_err(CliError::other)?;
     println!("Store ({}) is at the latest schema.", store.dialect());
     Ok(())
 }
@@ -60,7 +62,9 @@ pub async fn operator(command: OperatorCommand) -> Result<(), CliError> {
         json,
     } = command;
     let settings = Settings::load(&config).map_err(CliError::other)?;
-    let store = startup::open_store(&settings).await.map_err(CliError::other)?;
+    let store = startup::open_store(&settings)
+        .await
+        .map_err(CliError::other)?;
     if store.has_admin_token().await.map_err(CliError::other)? {
         return Err(CliError::Usage(
             "this store is already initialised: an administrator token exists".into(),
@@ -76,7 +80,10 @@ pub async fn operator(command: OperatorCommand) -> Result<(), CliError> {
             serde_json::json!({"token": issued.token.expose_secret(), "principal": issued.principal, "tenant": issued.tenant.as_str()})
         );
     } else {
-        println!("Administrator token for {} (shown once; store it safely):", issued.principal);
+        println!(
+            "Administrator token for {} (shown once; store it safely):",
+            issued.principal
+        );
         println!("{}", issued.token.expose_secret());
     }
     Ok(())

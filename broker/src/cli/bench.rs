@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{ApiClient, ClientArgs, CliError};
+use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -23,8 +23,6 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    #[command(flatten)]
-    client: ClientArgs,
     /// Concurrent requests in flight (one connection each).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -80,17 +78,19 @@ struct ReadReport {
     ratio: f64,
 }
 
-pub async fn run(command: BenchCommand) -> Result<(), CliError> {
+pub async fn run(client: &ClientArgs, command: BenchCommand) -> Result<(), CliError> {
     match command {
-        BenchCommand::Read(args) => read(args).await,
+        BenchCommand::Read(args) => read(client, args).await,
     }
 }
 
-async fn read(args: ReadArgs) -> Result<(), CliError> {
+async fn read(client_args: &ClientArgs, args: ReadArgs) -> Result<(), CliError> {
     if args.concurrency == 0 || args.rounds == 0 {
-        return Err(CliError::Usage("--concurrency and --rounds must be at least 1".into()));
+        return Err(CliError::Usage(
+            "--concurrency and --rounds must be at least 1".into(),
+        ));
     }
-    let client = ApiClient::with_pool(&args.client, args.concurrency)?;
+    let client = ApiClient::with_pool(client_args, args.concurrency)?;
     let location = match args.secret {
         Some(location) => location,
         None => create_bench_secret(&client).await?,
@@ -118,20 +118,42 @@ async fn read(args: ReadArgs) -> Result<(), CliError> {
         },
         rounds,
     };
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(CliError::other)?);
+    if client_args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(CliError::other)?
+        );
     } else {
-        println!("bench read: concurrency {}, {} rounds of {:?} per phase", report.concurrency, report.rounds.len(), args.duration);
-        println!("{:<7} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>7}", "round", "trivial/s", "p50 ms", "p99 ms", "reads/s", "p50 ms", "p99 ms", "errors");
+        println!(
+            "bench read: concurrency {}, {} rounds of {:?} per phase",
+            report.concurrency,
+            report.rounds.len(),
+            args.duration
+        );
+        println!(
+            "{:<7} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>7}",
+            "round", "trivial/s", "p50 ms", "p99 ms", "reads/s", "p50 ms", "p99 ms", "errors"
+        );
         for (i, (t, r)) in report.rounds.iter().enumerate() {
             println!(
                 "{:<7} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>9.3} {:>9.3} {:>7}",
-                i + 1, t.throughput, t.p50_ms, t.p99_ms, r.throughput, r.p50_ms, r.p99_ms, t.errors + r.errors
+                i + 1,
+                t.throughput,
+                t.p50_ms,
+                t.p99_ms,
+                r.throughput,
+                r.p50_ms,
+                r.p99_ms,
+                t.errors + r.errors
             );
         }
         println!(
             "median: trivial {:.0}/s, reads {:.0}/s (p50 {:.3} ms, p99 {:.3} ms): reads reach {:.0}% of the trivial route",
-            report.trivial_median_rps, report.read_median_rps, report.read_median_p50_ms, report.read_median_p99_ms, report.ratio * 100.0
+            report.trivial_median_rps,
+            report.read_median_rps,
+            report.read_median_p50_ms,
+            report.read_median_p99_ms,
+            report.ratio * 100.0
         );
     }
     Ok(())
@@ -176,7 +198,10 @@ async fn phase(
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let ok = client.call::<Value>(Method::GET, &url, None::<&()>).await.is_ok();
+                let ok = client
+                    .call::<Value>(Method::GET, &url, None::<&()>)
+                    .await
+                    .is_ok();
                 latencies.push(sent.elapsed().as_micros() as u32);
                 if !ok {
                     errors += 1;

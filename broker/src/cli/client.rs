@@ -55,8 +55,9 @@ impl ApiClient {
         if let Some(path) = &args.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| CliError::Usage(format!("{} is not a PEM certificate: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                CliError::Usage(format!("{} is not a PEM certificate: {e}", path.display()))
+            })?;
             builder = builder.add_root_certificate(cert);
         }
         Ok(Self {

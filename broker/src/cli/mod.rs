@@ -15,8 +15,14 @@ use clap::{Args, Parser, Subcommand};
 pub use client::{ApiClient, CliError};
 
 #[derive(Debug, Parser)]
-#[command(name = "leasehold", version, about = "Dynamic-credentials lease broker and secret store")]
+#[command(
+    name = "leasehold",
+    version,
+    about = "Dynamic-credentials lease broker and secret store"
+)]
 pub struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +40,8 @@ enum Command {
     #[command(subcommand)]
     Kms(admin::KmsCommand),
     /// Static secrets.
-    Secret(secret::SecretArgs),
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Measure the broker against its physical limits.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,7 +51,12 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Broker address.
-    #[arg(long, env = "LEASEHOLD_ADDR", default_value = "http://127.0.0.1:8200", global = true)]
+    #[arg(
+        long,
+        env = "LEASEHOLD_ADDR",
+        default_value = "http://127.0.0.1:8200",
+        global = true
+    )]
     pub addr: String,
     /// Bearer token (prefer the environment variable: arguments show up in `ps`).
     #[arg(long, env = "LEASEHOLD_TOKEN", hide_env_values = true, global = true)]
@@ -64,8 +76,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => admin::migrate(args).await,
         Command::Operator(command) => admin::operator(command).await,
         Command::Kms(command) => admin::kms(command),
-        Command::Secret(args) => secret::run(args).await,
-        Command::Bench(command) => bench::run(command).await,
+        Command::Secret(args) => secret::run(&cli.client, args).await,
+        Command::Bench(command) => bench::run(&cli.client, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

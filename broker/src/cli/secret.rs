@@ -5,23 +5,15 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::{ApiClient, ClientArgs, CliError};
-
-#[derive(Debug, Args)]
-pub struct SecretArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    #[command(subcommand)]
-    command: SecretCommand,
-}
+use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
-enum SecretCommand {
+pub enum SecretCommand {
     /// Create a secret at ENVIRONMENT/PATH (metadata only; add a value with `put`).
     Create {
         /// e.g. prod/payments/stripe-api-key
@@ -97,10 +89,10 @@ enum SecretCommand {
     Show { secret: String },
 }
 
-pub async fn run(args: SecretArgs) -> Result<(), CliError> {
-    let client = ApiClient::new(&args.client)?;
-    let json_output = args.client.json;
-    let output = match args.command {
+pub async fn run(client_args: &ClientArgs, command: SecretCommand) -> Result<(), CliError> {
+    let client = ApiClient::new(client_args)?;
+    let json_output = client_args.json;
+    let output = match command {
         SecretCommand::Create {
             location,
             owner_team,
@@ -110,8 +102,13 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
             let (environment, path) = split_location(&location)?;
             let body = json!({"environment": environment, "path": path, "ownerTeam": owner_team,
                 "rotationStrategy": rotation_strategy, "description": description});
-            let created: Value = client.call(Method::POST, "/v1/secrets", Some(&body)).await?;
-            let text = format!("Created secret {} at {location}", created["id"].as_str().unwrap_or("?"));
+            let created: Value = client
+                .call(Method::POST, "/v1/secrets", Some(&body))
+                .await?;
+            let text = format!(
+                "Created secret {} at {location}",
+                created["id"].as_str().unwrap_or("?")
+            );
             (created, text)
         }
         SecretCommand::Put {
@@ -124,11 +121,16 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
             let id = resolve(&client, &secret).await?;
             let body = json!({"value": value.as_str(), "status": status});
             let created: Value = client
-                .call(Method::POST, &format!("/v1/secrets/{id}/versions"), Some(&body))
+                .call(
+                    Method::POST,
+                    &format!("/v1/secrets/{id}/versions"),
+                    Some(&body),
+                )
                 .await?;
             let text = format!(
                 "Wrote version {} ({}) of {secret}",
-                created["version"], created["status"].as_str().unwrap_or("?")
+                created["version"],
+                created["status"].as_str().unwrap_or("?")
             );
             (created, text)
         }
@@ -144,7 +146,11 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
                 (None, None) => String::new(),
             };
             let read: Value = client
-                .call(Method::GET, &format!("/v1/secrets/{environment}/{path}{query}"), None::<&()>)
+                .call(
+                    Method::GET,
+                    &format!("/v1/secrets/{environment}/{path}{query}"),
+                    None::<&()>,
+                )
                 .await?;
             let text = read["value"].as_str().unwrap_or_default().to_owned();
             (read, text)
@@ -158,7 +164,11 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
             let id = resolve(&client, &secret).await?;
             let body = json!({"version": version, "expectedPreviousVersion": expected_previous});
             let moved: Value = client
-                .call(Method::POST, &format!("/v1/secrets/{id}/aliases/{alias}"), Some(&body))
+                .call(
+                    Method::POST,
+                    &format!("/v1/secrets/{id}/aliases/{alias}"),
+                    Some(&body),
+                )
                 .await?;
             let was = moved["previousVersion"]
                 .as_i64()
@@ -166,9 +176,15 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
             let text = format!("{alias} of {secret} -> version {version} (was {was})");
             (moved, text)
         }
-        SecretCommand::Disable { secret, version } => status_change(&client, &secret, version, "disable").await?,
-        SecretCommand::Enable { secret, version } => status_change(&client, &secret, version, "enable").await?,
-        SecretCommand::Destroy { secret, version } => status_change(&client, &secret, version, "destroy").await?,
+        SecretCommand::Disable { secret, version } => {
+            status_change(&client, &secret, version, "disable").await?
+        }
+        SecretCommand::Enable { secret, version } => {
+            status_change(&client, &secret, version, "enable").await?
+        }
+        SecretCommand::Destroy { secret, version } => {
+            status_change(&client, &secret, version, "destroy").await?
+        }
         SecretCommand::List {
             environment,
             prefix,
@@ -182,14 +198,25 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
                 query.push(format!("pathPrefix={prefix}"));
             }
             let list: Value = client
-                .call(Method::GET, &format!("/v1/secrets?{}", query.join("&")), None::<&()>)
+                .call(
+                    Method::GET,
+                    &format!("/v1/secrets?{}", query.join("&")),
+                    None::<&()>,
+                )
                 .await?;
-            let mut text = format!("{:<38} {:<48} {:<14} {:>7}", "ID", "LOCATION", "OWNER", "LATEST");
+            let mut text = format!(
+                "{:<38} {:<48} {:<14} {:>7}",
+                "ID", "LOCATION", "OWNER", "LATEST"
+            );
             for s in list["secrets"].as_array().into_iter().flatten() {
                 text.push_str(&format!(
                     "\n{:<38} {:<48} {:<14} {:>7}",
                     s["id"].as_str().unwrap_or_default(),
-                    format!("{}/{}", s["environment"].as_str().unwrap_or_default(), s["path"].as_str().unwrap_or_default()),
+                    format!(
+                        "{}/{}",
+                        s["environment"].as_str().unwrap_or_default(),
+                        s["path"].as_str().unwrap_or_default()
+                    ),
                     s["ownerTeam"].as_str().unwrap_or_default(),
                     s["latestVersion"]
                 ));
@@ -228,7 +255,10 @@ pub async fn run(args: SecretArgs) -> Result<(), CliError> {
     };
     let (value, text) = output;
     if json_output {
-        println!("{}", serde_json::to_string_pretty(&value).map_err(CliError::other)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(CliError::other)?
+        );
     } else {
         println!("{text}");
     }

@@ -30,7 +30,12 @@ pub struct ServerArgs {
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// With --dev: use this root token instead of a generated one.
-    #[arg(long, env = "LEASEHOLD_DEV_ROOT_TOKEN", hide_env_values = true, requires = "dev")]
+    #[arg(
+        long,
+        env = "LEASEHOLD_DEV_ROOT_TOKEN",
+        hide_env_values = true,
+        requires = "dev"
+    )]
     dev_root_token: Option<String>,
 }
 
@@ -44,10 +49,9 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         }
     });
     let mut settings = match (&dev, &args.config) {
-        (Some(dev), _) => {
-            dev.settings(args.listen.unwrap_or(DEFAULT_LISTEN))
-                .map_err(CliError::other)?
-        }
+        (Some(dev), _) => dev
+            .settings(args.listen.unwrap_or(DEFAULT_LISTEN))
+            .map_err(CliError::other)?,
         (None, Some(path)) => Settings::load(path).map_err(CliError::other)?,
         (None, None) => return Err(CliError::Usage("pass --dev or --config FILE".into())),
     };
@@ -56,10 +60,16 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     }
 
     let kms = startup::kms_from_settings(&settings.kms).map_err(CliError::other)?;
-    let store = startup::open_store(&settings).await.map_err(CliError::other)?;
+    let store = startup::open_store(&settings)
+        .await
+        .map_err(CliError::other)?;
     let app = Application::build(&settings, store, kms).map_err(CliError::other)?;
 
-    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let addr = format!("{scheme}://{}:{}", settings.listen.ip(), app.port());
     if let Some(dev) = &dev {
         let token = dev

@@ -65,7 +65,9 @@ pub struct Sealed {
 pub enum EnvelopeError {
     #[error(transparent)]
     Kms(#[from] KmsError),
-    #[error("stored ciphertext failed its integrity check (it was altered or does not belong to this row)")]
+    #[error(
+        "stored ciphertext failed its integrity check (it was altered or does not belong to this row)"
+    )]
     Integrity,
     #[error("stored ciphertext has unknown format version {0}")]
     UnknownFormat(u8),
@@ -81,7 +83,11 @@ fn associated_data(binding: &Binding, key_id: &str) -> Vec<u8> {
 ///
 /// # Errors
 /// When the KMS cannot wrap the data key.
-pub async fn seal(kms: &dyn Kms, binding: &Binding, plaintext: &[u8]) -> Result<Sealed, EnvelopeError> {
+pub async fn seal(
+    kms: &dyn Kms,
+    binding: &Binding,
+    plaintext: &[u8],
+) -> Result<Sealed, EnvelopeError> {
     let data_key = DataKey::generate();
     let started = Instant::now();
     let wrapped = kms.wrap(&data_key, binding).await;
@@ -136,7 +142,8 @@ pub async fn open(
         return Err(EnvelopeError::Integrity);
     }
     let (sealing_key_id, rest) = rest.split_at(key_id_len);
-    let sealing_key_id = std::str::from_utf8(sealing_key_id).map_err(|_| EnvelopeError::Integrity)?;
+    let sealing_key_id =
+        std::str::from_utf8(sealing_key_id).map_err(|_| EnvelopeError::Integrity)?;
     let (nonce, sealed) = rest.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| EnvelopeError::Integrity)?;
 
@@ -185,10 +192,17 @@ mod tests {
     #[tokio::test]
     async fn sealed_values_open_only_on_their_own_row() {
         let kms = LocalKms::ephemeral();
-        let sealed = seal(&kms, &binding("a/b", 1), b"hunter2").await.expect("seal");
-        let opened = open(&kms, &binding("a/b", 1), &sealed.ciphertext, &sealed.wrapped_key)
+        let sealed = seal(&kms, &binding("a/b", 1), b"hunter2")
             .await
-            .expect("open");
+            .expect("seal");
+        let opened = open(
+            &kms,
+            &binding("a/b", 1),
+            &sealed.ciphertext,
+            &sealed.wrapped_key,
+        )
+        .await
+        .expect("open");
         assert_eq!(opened.as_slice(), b"hunter2");
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
 

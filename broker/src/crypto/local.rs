@@ -275,7 +275,10 @@ impl Kms for LocalKms {
                 )
                 .map_err(|_| KmsError::Integrity)?,
         );
-        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| KmsError::Integrity)?;
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| KmsError::Integrity)?;
         Ok(DataKey::from_bytes(Zeroizing::new(key)))
     }
 }
@@ -300,7 +303,10 @@ mod tests {
         let rotated = LocalKms::load(&path).expect("reload");
         assert_eq!(rotated.active_key_id(), new_id);
         assert_ne!(old.key_id, new_id);
-        let unwrapped = rotated.unwrap(&old, &binding).await.expect("old key unwraps");
+        let unwrapped = rotated
+            .unwrap(&old, &binding)
+            .await
+            .expect("old key unwraps");
         assert_eq!(unwrapped.expose(), key.expose());
         let fresh = rotated.wrap(&key, &binding).await.expect("wrap");
         assert_eq!(fresh.key_id, new_id);

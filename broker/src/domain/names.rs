@@ -244,7 +244,11 @@ mod tests {
         let cases = [
             ("payments/stripe-api-key", true, "two plain segments"),
             ("a", true, "single segment"),
-            ("v1.2/key_name", true, "dots and underscores inside segments"),
+            (
+                "v1.2/key_name",
+                true,
+                "dots and underscores inside segments",
+            ),
             ("", false, "empty"),
             ("/payments/key", false, "leading slash"),
             ("payments/key/", false, "trailing slash"),
@@ -261,7 +265,10 @@ mod tests {
         }
         assert!(SecretPath::parse("a/".repeat(16).trim_end_matches('/')).is_ok());
         assert!(SecretPath::parse("a/".repeat(17).trim_end_matches('/')).is_err());
-        assert!(SecretPath::parse(&"a".repeat(129)).is_err(), "segment too long");
+        assert!(
+            SecretPath::parse(&"a".repeat(129)).is_err(),
+            "segment too long"
+        );
         assert!(
             SecretPath::parse(&vec!["a".repeat(128); 5].join("/")).is_err(),
             "path too long"

@@ -19,9 +19,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool, Transaction};
 
 pub use secrets::{
-    AliasMove, StatusChange, StatusChangeOutcome,
-    AliasRow, NewSecret, NewVersion, SecretListPage, SecretRow, SecretUpdate, SelectedVersion,
-    VersionRow,
+    AliasMove, AliasRow, NewSecret, NewVersion, SecretListPage, SecretRow, SecretUpdate,
+    SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,
 };
 pub use tokens::{NewToken, TokenRow};
 

@@ -154,11 +154,13 @@ macro_rules! move_current {
         .execute(&mut *$tx)
         .await?;
         upsert_alias!($tx, secret_id, "current", target, now);
-        sqlx::query("DELETE FROM secret_aliases WHERE secret_id = $1 AND alias = 'next' AND version = $2")
-            .bind(secret_id)
-            .bind(target)
-            .execute(&mut *$tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM secret_aliases WHERE secret_id = $1 AND alias = 'next' AND version = $2",
+        )
+        .bind(secret_id)
+        .bind(target)
+        .execute(&mut *$tx)
+        .await?;
     }};
 }
 

@@ -1,0 +1,324 @@
+//! `spawn_app()`: the real server on port 0 against a fresh SQLite file or a fresh PostgreSQL
+//! database made for one test, with an admin token and typed request helpers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use leasehold_broker::auth::TokenService;
+use leasehold_broker::crypto::Kms;
+use leasehold_broker::domain::Tenant;
+use leasehold_broker::settings::{KmsSettings, Settings};
+use leasehold_broker::startup::{self, Application};
+use leasehold_broker::store::Store;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LEASEHOLD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that belongs to one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = format!("lh_test_{}", uuid::Uuid::new_v4().simple());
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("leasehold.db").display()),
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let pool = sqlx::PgPool::connect(&admin).await.expect(
+                    "PostgreSQL on 127.0.0.1:5432 (set LEASEHOLD_TEST_POSTGRES_URL or run tests/run)",
+                );
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create test database");
+                pool.close().await;
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+        };
+        Self {
+            backend,
+            url,
+            name,
+            dir,
+        }
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: SecretString::from(self.url.clone()),
+            max_connections: 8,
+            max_value_bytes: 64 * 1024,
+            tls: None,
+            kms: KmsSettings::Local {
+                key_file: self.key_file(),
+            },
+        }
+    }
+
+    /// Drops the PostgreSQL database; the SQLite file goes with the temporary directory.
+    pub async fn drop_database(&self) {
+        if self.backend == Backend::Postgres {
+            let pool = sqlx::PgPool::connect(&postgres_admin_url())
+                .await
+                .expect("admin");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&pool)
+            .await
+            .expect("drop test database");
+            pool.close().await;
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub db: Arc<TestDb>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let db = Arc::new(TestDb::create(backend).await);
+    let mut app = start(db, None).await;
+    let issued = TokenService::new(app.store.clone())
+        .mint(
+            "user:test-admin",
+            &Tenant::default_tenant(),
+            true,
+            None,
+            None,
+        )
+        .await
+        .expect("mint admin token");
+    app.token = issued.token.expose_secret().to_owned();
+    app
+}
+
+/// Starts a server on `db`; a restart passes the token of the previous run.
+async fn start(db: Arc<TestDb>, token: Option<String>) -> TestApp {
+    let settings = db.settings();
+    let kms: Arc<dyn Kms> = startup::kms_from_settings(&settings.kms).expect("kms");
+    let store = startup::open_store(&settings).await.expect("store");
+    let app = Application::build(&settings, store.clone(), kms).expect("build");
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        token: token.unwrap_or_default(),
+        http: reqwest::Client::new(),
+        store,
+        db,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully, keeping the database.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("server result");
+        }
+        self.store.close().await;
+    }
+
+    /// Stops and starts the server on the same database and key file.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let token = std::mem::take(&mut self.token);
+        start(self.db.clone(), Some(token)).await
+    }
+
+    /// Stops the server and drops the test database.
+    pub async fn cleanup(mut self) {
+        self.stop().await;
+        self.db.drop_database().await;
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.addr))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// Creates `environment/path` and returns its id.
+    pub async fn create_secret(&self, environment: &str, path: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/secrets",
+                json!({"environment": environment, "path": path, "ownerTeam": "payments"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create secret: {body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Adds a version and returns its number.
+    pub async fn put_version(&self, id: &str, value: &str, status: &str) -> i64 {
+        let (code, body) = self
+            .post(
+                &format!("/v1/secrets/{id}/versions"),
+                json!({"value": value, "status": status}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "put version: {body}");
+        body["version"].as_i64().expect("version")
+    }
+
+    /// Row counts and version counters, to prove a rejected request changed nothing.
+    pub async fn snapshot(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for sql in [
+            "SELECT COUNT(*) FROM secrets",
+            "SELECT COUNT(*) FROM secret_versions",
+            "SELECT COUNT(*) FROM secret_aliases",
+            "SELECT CAST(COALESCE(SUM(latest_version), 0) AS BIGINT) FROM secrets",
+            "SELECT COUNT(*) FROM secret_versions WHERE status = 'DISABLED'",
+        ] {
+            let value: i64 = match &self.store {
+                Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+                Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            }
+            .expect("snapshot query");
+            counts.push(value);
+        }
+        counts
+    }
+
+    /// Runs a statement directly against the store (tests that tamper with rows).
+    pub async fn execute(&self, sql: &str) {
+        match &self.store {
+            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        }
+        .expect("execute");
+    }
+}
+
+/// Every byte the store holds: the SQLite files, or a `pg_dump` of the test database.
+pub async fn raw_dump(app: &TestApp) -> Vec<u8> {
+    match app.db.backend {
+        Backend::Sqlite => {
+            let mut bytes = Vec::new();
+            for entry in std::fs::read_dir(app.db.dir.path()).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.to_string_lossy().contains("leasehold.db") {
+                    bytes.extend(std::fs::read(&path).expect("read db file"));
+                }
+            }
+            bytes
+        }
+        Backend::Postgres => {
+            let base = postgres_admin_url();
+            let base = base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b);
+            let output = tokio::process::Command::new("pg_dump")
+                .arg("--data-only")
+                .arg(format!("{base}/{}", app.db.name))
+                .output()
+                .await
+                .expect("pg_dump (PostgreSQL client tools) must be installed");
+            assert!(
+                output.status.success(),
+                "pg_dump failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.stdout
+        }
+    }
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Defines one test per store dialect from one async body taking a `TestApp`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                ($body)(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await;
+                ($body)(app).await;
+            }
+        }
+    };
+}

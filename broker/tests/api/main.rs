@@ -1,0 +1,9 @@
+//! Integration tests: the real server on port 0, once against SQLite and once against a fresh
+//! PostgreSQL database per test.
+
+mod helpers;
+
+mod at_rest;
+mod bad_input;
+mod cli;
+mod secrets;
