@@ -13,7 +13,11 @@ fn leasehold_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("leasehold");
-    assert!(bin.exists(), "{} missing: run `cargo build --bin leasehold` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --bin leasehold` first",
+        bin.display()
+    );
     bin
 }
 
@@ -53,7 +57,9 @@ impl Server {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(30), read).await.expect("server start within 30 s");
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("server start within 30 s");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
@@ -66,7 +72,11 @@ impl Server {
     /// SIGTERM, then the exit status.
     async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("pid").to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill");
         assert!(sent.success());
         tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
@@ -75,7 +85,13 @@ impl Server {
     }
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut request = client.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
@@ -96,7 +112,10 @@ async fn dev_server_keeps_secrets_and_root_token_across_restarts() {
     assert!(token.starts_with("lh_"));
 
     use std::os::unix::fs::PermissionsExt;
-    let key_mode = std::fs::metadata(data.join("master.key")).expect("master.key").permissions().mode();
+    let key_mode = std::fs::metadata(data.join("master.key"))
+        .expect("master.key")
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600, "master key file is private");
 
     let client = reqwest::Client::new();
@@ -104,8 +123,14 @@ async fn dev_server_keeps_secrets_and_root_token_across_restarts() {
         Some(json!({"environment":"prod","path":"payments/stripe-api-key","ownerTeam":"payments","rotationStrategy":"manual-overlap"}))).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id of the new secret");
-    let (status, _) = call(&client, reqwest::Method::POST, format!("{}/v1/secrets/{id}/versions", server.addr), &token,
-        Some(json!({"value":"dev-persisted","status":"CURRENT"}))).await;
+    let (status, _) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/secrets/{id}/versions", server.addr),
+        &token,
+        Some(json!({"value":"dev-persisted","status":"CURRENT"})),
+    )
+    .await;
     assert_eq!(status, 201);
 
     let status = server.terminate().await;
@@ -113,13 +138,34 @@ async fn dev_server_keeps_secrets_and_root_token_across_restarts() {
 
     let db = std::fs::read(data.join("leasehold.db")).expect("database file");
     let key = std::fs::read(data.join("master.key")).expect("key file");
-    assert!(!db.windows(key.len().min(40)).any(|w| w == &key[..key.len().min(40)]), "the master key never enters the database");
+    assert!(
+        !db.windows(key.len().min(40))
+            .any(|w| w == &key[..key.len().min(40)]),
+        "the master key never enters the database"
+    );
 
     let server = Server::start(&args, &[]).await;
-    assert_eq!(server.root_token.as_deref(), Some(token.as_str()), "the same root token after a restart");
-    let (status, read) = call(&client, reqwest::Method::GET, format!("{}/v1/secrets/prod/payments/stripe-api-key?alias=current", server.addr), &token, None).await;
+    assert_eq!(
+        server.root_token.as_deref(),
+        Some(token.as_str()),
+        "the same root token after a restart"
+    );
+    let (status, read) = call(
+        &client,
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/secrets/prod/payments/stripe-api-key?alias=current",
+            server.addr
+        ),
+        &token,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{read}");
-    assert_eq!(read, json!({"path":"payments/stripe-api-key","version":1,"value":"dev-persisted","expiresAt":null}));
+    assert_eq!(
+        read,
+        json!({"path":"payments/stripe-api-key","version":1,"value":"dev-persisted","expiresAt":null})
+    );
     assert!(server.terminate().await.success());
 }
 
@@ -127,12 +173,25 @@ async fn dev_server_keeps_secrets_and_root_token_across_restarts() {
 async fn ephemeral_dev_server_keeps_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("never-created");
-    let args = ["--dev", "--ephemeral", "--data-dir", data.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"];
+    let args = [
+        "--dev",
+        "--ephemeral",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+    ];
     let first = Server::start(&args, &[]).await;
     let first_token = first.root_token.clone().expect("token");
     let client = reqwest::Client::new();
-    let (status, _) = call(&client, reqwest::Method::POST, format!("{}/v1/secrets", first.addr), &first_token,
-        Some(json!({"environment":"dev","path":"x","ownerTeam":"t"}))).await;
+    let (status, _) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/secrets", first.addr),
+        &first_token,
+        Some(json!({"environment":"dev","path":"x","ownerTeam":"t"})),
+    )
+    .await;
     assert_eq!(status, 201);
     assert!(first.terminate().await.success());
     assert!(!data.exists(), "--ephemeral writes nothing to disk");
@@ -140,14 +199,22 @@ async fn ephemeral_dev_server_keeps_nothing() {
     let second = Server::start(&args, &[]).await;
     let second_token = second.root_token.clone().expect("token");
     assert_ne!(first_token, second_token);
-    let (status, list) = call(&client, reqwest::Method::GET, format!("{}/v1/secrets", second.addr), &second_token, None).await;
+    let (status, list) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/secrets", second.addr),
+        &second_token,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(list["secrets"], json!([]));
     assert!(second.terminate().await.success());
 }
 
 fn postgres_admin_url() -> String {
-    std::env::var("LEASEHOLD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("LEASEHOLD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 #[tokio::test]
@@ -155,12 +222,19 @@ async fn production_server_on_postgres_with_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("lh_e2e_{}", uuid::Uuid::new_v4().simple());
     let admin = postgres_admin_url();
-    let admin_pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL on 127.0.0.1:5432");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin_pool).await.expect("create db");
+    let admin_pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin_pool)
+        .await
+        .expect("create db");
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let database_url = format!("{base}/{name}");
 
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("certificate");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("certificate");
     let cert_file = dir.path().join("server.crt");
     let key_file = dir.path().join("server.key");
     std::fs::write(&cert_file, cert.cert.pem()).expect("write cert");
@@ -181,38 +255,94 @@ async fn production_server_on_postgres_with_tls() {
     // The DSN comes from the environment, as production deployments pass it.
     let env = [("LEASEHOLD_DATABASE_URL", database_url.as_str())];
 
-    let migrate = Command::new(leasehold_bin()).args(["migrate", "--config", config_arg]).envs(env).output().await.expect("migrate");
-    assert!(migrate.status.success(), "migrate: {}", String::from_utf8_lossy(&migrate.stderr));
+    let migrate = Command::new(leasehold_bin())
+        .args(["migrate", "--config", config_arg])
+        .envs(env)
+        .output()
+        .await
+        .expect("migrate");
+    assert!(
+        migrate.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
 
-    let init = Command::new(leasehold_bin()).args(["operator", "init", "--config", config_arg, "--json"]).envs(env).output().await.expect("init");
-    assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
+    let init = Command::new(leasehold_bin())
+        .args(["operator", "init", "--config", config_arg, "--json"])
+        .envs(env)
+        .output()
+        .await
+        .expect("init");
+    assert!(
+        init.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let init: Value = serde_json::from_slice(&init.stdout).expect("init JSON");
     let token = init["token"].as_str().expect("token").to_owned();
-    let again = Command::new(leasehold_bin()).args(["operator", "init", "--config", config_arg]).envs(env).output().await.expect("init again");
+    let again = Command::new(leasehold_bin())
+        .args(["operator", "init", "--config", config_arg])
+        .envs(env)
+        .output()
+        .await
+        .expect("init again");
     assert!(!again.status.success(), "a store is initialised once");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already initialised"));
 
     let server = Server::start(&["--config", config_arg, "--listen", "127.0.0.1:0"], &env).await;
     assert!(server.addr.starts_with("https://"), "{}", server.addr);
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("ca"))
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("ca"),
+        )
         .build()
         .expect("client");
-    let (status, health) = call(&client, reqwest::Method::GET, format!("{}/v1/sys/health", server.addr), "", None).await;
+    let (status, health) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/sys/health", server.addr),
+        "",
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{health}");
 
     let cli = Command::new(leasehold_bin())
-        .args(["secret", "create", "prod/tls/checked", "--owner-team", "platform", "--ca-cert", cert_file.to_str().expect("utf-8")])
+        .args([
+            "secret",
+            "create",
+            "prod/tls/checked",
+            "--owner-team",
+            "platform",
+            "--ca-cert",
+            cert_file.to_str().expect("utf-8"),
+        ])
         .env("LEASEHOLD_ADDR", &server.addr)
         .env("LEASEHOLD_TOKEN", &token)
         .output()
         .await
         .expect("cli");
-    assert!(cli.status.success(), "CLI over TLS: {}", String::from_utf8_lossy(&cli.stderr));
-    let (status, list) = call(&client, reqwest::Method::GET, format!("{}/v1/secrets", server.addr), &token, None).await;
+    assert!(
+        cli.status.success(),
+        "CLI over TLS: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let (status, list) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/secrets", server.addr),
+        &token,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(list["secrets"][0]["path"], "tls/checked");
 
     assert!(server.terminate().await.success());
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&admin_pool).await.expect("drop db");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin_pool)
+    .await
+    .expect("drop db");
 }
