@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::TokenService;
+use crate::auth::{MintRequest, TokenService};
 use crate::domain::Tenant;
 use crate::settings::{DEFAULT_MAX_VALUE_BYTES, KmsSettings, Settings};
 use crate::store::StoreError;
@@ -76,6 +76,7 @@ impl DevMode {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             tls: None,
             kms,
+            alert_webhook_url: None,
         })
     }
 
@@ -99,14 +100,12 @@ impl DevMode {
         {
             return Ok(token.clone());
         }
+        let tenant = Tenant::default_tenant();
         let issued = tokens
-            .mint(
-                ROOT_PRINCIPAL,
-                &Tenant::default_tenant(),
-                true,
-                None,
-                wanted,
-            )
+            .mint(MintRequest {
+                text: wanted,
+                ..MintRequest::administrator(ROOT_PRINCIPAL, &tenant)
+            })
             .await?;
         if let Some(dir) = &self.data_dir {
             write_token_file(&dir.join("root-token"), &issued.token)?;

@@ -16,12 +16,14 @@
 //! `startup` wires these together and runs the server; `cli` is the `leasehold` binary's
 //! command line (server, client commands, benchmarks).
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod crypto;
 pub mod dev;
 pub mod domain;
+pub mod policy;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

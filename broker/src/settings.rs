@@ -3,7 +3,7 @@
 //!
 //! Environment overrides (each replaces one key): `LEASEHOLD_LISTEN`, `LEASEHOLD_DATABASE_URL`,
 //! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
-//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`.
+//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -56,6 +56,9 @@ pub struct Settings {
     pub max_value_bytes: usize,
     pub tls: Option<TlsSettings>,
     pub kms: KmsSettings,
+    /// Break-glass grants and reads are POSTed here as JSON alerts.
+    #[serde(default)]
+    pub alert_webhook_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +140,9 @@ impl Settings {
                         .into(),
                 ));
             }
+        }
+        if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
+            self.alert_webhook_url = Some(v);
         }
         if let Some(v) = var("LEASEHOLD_KMS_KEY_FILE") {
             self.kms = KmsSettings::Local { key_file: v.into() };

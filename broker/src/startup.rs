@@ -9,9 +9,11 @@ use std::sync::Arc;
 use actix_web::{HttpServer, web};
 use secrecy::ExposeSecret;
 
+use crate::alerts::AlertSink;
 use crate::api::{self, AppState};
-use crate::auth::{Access, TokenService};
+use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
+use crate::policy::PolicyCache;
 use crate::secrets::SecretService;
 use crate::settings::{KmsSettings, Settings};
 use crate::store::{Store, StoreError};
@@ -89,7 +91,11 @@ impl Application {
         let state = web::Data::new(AppState {
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),
-            access: Access,
+            access: Access::new(PolicyCache::new(store.clone())),
+            break_glass: BreakGlass::new(
+                store.clone(),
+                AlertSink::new(settings.alert_webhook_url.clone()),
+            ),
             metrics: telemetry::metrics_handle(),
             max_body_bytes: settings.max_body_bytes(),
             store,

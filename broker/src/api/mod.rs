@@ -3,6 +3,7 @@
 //! Every handler is registered through `utoipa_actix_web`, which collects its `#[utoipa::path]`
 //! description as it registers the route, so `/v1/openapi.json` cannot drift from the routes.
 
+mod access;
 mod error;
 mod json;
 mod middleware;
@@ -22,7 +23,7 @@ pub use error::{ApiError, ErrorBody};
 pub use json::JsonBody;
 pub use middleware::RequestId;
 
-use crate::auth::{Access, TokenService};
+use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::Kms;
 use crate::secrets::SecretService;
 use crate::store::Store;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub secrets: SecretService,
     pub tokens: TokenService,
     pub access: Access,
+    pub break_glass: BreakGlass,
     pub metrics: PrometheusHandle,
     /// Request bodies above this many bytes are refused with 413 before they are parsed.
     pub max_body_bytes: usize,
@@ -85,6 +87,19 @@ pub fn app(
         .service(sys::health)
         .service(sys::metrics)
         .service(sys::whoami)
+        .service(access::mint_token)
+        .service(access::token_info)
+        .service(access::revoke_token)
+        // `simulate` before `{name}`: a POST there is always a simulation.
+        .service(access::simulate)
+        .service(access::list_policies)
+        .service(access::put_policy)
+        .service(access::get_policy)
+        .service(access::delete_policy)
+        .service(access::put_group)
+        .service(access::open_break_glass)
+        .service(access::list_break_glass)
+        .service(access::end_break_glass)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
         // Id routes first: their first segment must be a UUID (see `secrets` module docs).

@@ -259,7 +259,8 @@ async fn authorized_secret(
     let row = state.secrets.metadata(&caller.tenant, id).await?.secret;
     state
         .access
-        .authorize(caller, action, &secret_resource(&row)?)?;
+        .authorize(caller, action, &secret_resource(&row)?)
+        .await?;
     Ok(row)
 }
 
@@ -282,11 +283,14 @@ pub async fn create_secret(
     body: JsonBody<CreateSecretRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
-    state.access.authorize(
-        &caller,
-        Action::SecretsWrite,
-        &Resource::secret(&request.environment, &request.path),
-    )?;
+    state
+        .access
+        .authorize(
+            &caller,
+            Action::SecretsWrite,
+            &Resource::secret(&request.environment, &request.path),
+        )
+        .await?;
     let row = state
         .secrets
         .create(
@@ -304,7 +308,7 @@ pub async fn create_secret(
     Ok(HttpResponse::Created().json(SecretResponse::from(row)))
 }
 
-/// List secrets (metadata only), in environment and path order.
+/// List secrets (metadata only) that the caller may `secrets:list`, in environment and path order.
 #[utoipa::path(
     tag = "secrets",
     params(ListQuery),
@@ -318,9 +322,6 @@ pub async fn list_secrets(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    state
-        .access
-        .authorize(&caller, Action::SecretsList, &Resource::tenant_wide())?;
     let environment = query
         .environment
         .as_deref()
@@ -361,8 +362,22 @@ pub async fn list_secrets(
     let next_cursor = has_more
         .then(|| rows.last().map(|r| format!("{}/{}", r.environment, r.path)))
         .flatten();
+    // A listing shows only the secrets the caller may list; the cursor still advances over
+    // the rest, so a page can be shorter than `limit`.
+    let mut visible = Vec::with_capacity(rows.len());
+    for row in rows {
+        let resource = secret_resource(&row)?;
+        if state
+            .access
+            .decide(&caller, Action::SecretsList, &resource)
+            .await?
+            .allowed
+        {
+            visible.push(SecretResponse::from(row));
+        }
+    }
     Ok(HttpResponse::Ok().json(SecretListResponse {
-        secrets: rows.into_iter().map(SecretResponse::from).collect(),
+        secrets: visible,
         next_cursor,
     }))
 }
@@ -384,11 +399,14 @@ pub async fn secret_metadata(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let meta = state.secrets.metadata(&caller.tenant, *id).await?;
-    state.access.authorize(
-        &caller,
-        Action::SecretsList,
-        &secret_resource(&meta.secret)?,
-    )?;
+    state
+        .access
+        .authorize(
+            &caller,
+            Action::SecretsList,
+            &secret_resource(&meta.secret)?,
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(SecretMetadataResponse::from(meta)))
 }
 
@@ -637,15 +655,31 @@ pub async fn read_secret(
         (None, Some(version)) => VersionSelector::Number(version),
         (None, None) => VersionSelector::Alias(AliasName::Current),
     };
-    state.access.authorize(
-        &caller,
-        Action::SecretsRead,
-        &Resource::secret(&environment, &secret_path),
-    )?;
+    let resource = Resource::secret(&environment, &secret_path);
+    let break_glass = match state
+        .access
+        .authorize(&caller, Action::SecretsRead, &resource)
+        .await
+    {
+        Ok(()) => None,
+        Err(denied @ ApiError::Forbidden(_)) => Some(
+            state
+                .break_glass
+                .covering(&caller, &resource)
+                .await?
+                .ok_or(denied)?,
+        ),
+        Err(other) => return Err(other),
+    };
     let revealed = state
         .secrets
         .read(&caller.tenant, &environment, &secret_path, selector)
         .await?;
+    if let Some(grant) = &break_glass {
+        state
+            .break_glass
+            .record_read(&caller, grant, &resource, revealed.version);
+    }
     let body = serde_json::to_vec(&SecretValueResponse {
         path: revealed.path.as_str(),
         version: revealed.version,
@@ -653,8 +687,12 @@ pub async fn read_secret(
         expires_at: revealed.expires_at,
     })
     .map_err(|_| ApiError::Internal("response encoding failed".into()))?;
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("application/json")
-        .insert_header(("Cache-Control", "no-store"))
-        .body(body))
+        .insert_header(("Cache-Control", "no-store"));
+    if let Some(grant) = break_glass {
+        response.insert_header(("X-Leasehold-Break-Glass", grant.id.to_string()));
+    }
+    Ok(response.body(body))
 }

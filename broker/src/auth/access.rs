@@ -1,34 +1,17 @@
-//! Access decisions. Until the policy engine lands, administrators may do everything and
-//! every other caller nothing: no policy means deny.
+//! Access decisions: the one place that says yes or no.
+//!
+//! Administrator tokens (the dev root token, `operator init`) may do everything in their own
+//! tenant. Every other caller is judged by its tenant's policies: explicit deny wins, a matching
+//! allow allows, nothing matching denies. A tenant's policies never see another tenant's data,
+//! because every store query is scoped to the caller's tenant as well.
+
+use std::time::Instant;
 
 use crate::api::ApiError;
 use crate::domain::{Environment, SecretPath};
+use crate::policy::{Action, PolicyCache, StatementRef, Subject};
 
 use super::Caller;
-
-/// What a caller wants to do; the names are the policy language's action names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    SecretsRead,
-    SecretsWrite,
-    SecretsList,
-    SecretsAdmin,
-    SecretsDestroy,
-    SecretsRotate,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SecretsRead => "secrets:read",
-            Self::SecretsWrite => "secrets:write",
-            Self::SecretsList => "secrets:list",
-            Self::SecretsAdmin => "secrets:admin",
-            Self::SecretsDestroy => "secrets:destroy",
-            Self::SecretsRotate => "secrets:rotate",
-        }
-    }
-}
 
 /// What an action touches: `environment/path` for secrets, `*` for tenant-wide operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,32 +26,116 @@ impl Resource {
         Self("*".to_owned())
     }
 
+    /// A resource given as text (simulator input), already validated by the caller.
+    pub fn from_text(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-/// The one place that says yes or no.
-#[derive(Debug, Clone, Default)]
-pub struct Access;
+/// A decision and why it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessDecision {
+    pub allowed: bool,
+    pub decided_by: Option<StatementRef>,
+    pub reason: String,
+}
+
+pub struct Access {
+    policies: PolicyCache,
+}
 
 impl Access {
+    pub fn new(policies: PolicyCache) -> Self {
+        Self { policies }
+    }
+
+    pub fn policies(&self) -> &PolicyCache {
+        &self.policies
+    }
+
+    /// Decides without enforcing (also what the simulator answers).
+    ///
     /// # Errors
-    /// `Forbidden`, naming the action and resource, when the caller may not do it.
-    pub fn authorize(
+    /// When the tenant's policies cannot be loaded: the caller must fail closed.
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<AccessDecision, ApiError> {
+        if caller.is_admin {
+            return Ok(AccessDecision {
+                allowed: true,
+                decided_by: None,
+                reason: "administrator token".into(),
+            });
+        }
+        let started = Instant::now();
+        let set = self.policies.get(caller.tenant.as_str()).await?;
+        let decision = set.evaluate(&caller.subject(), action, resource.as_str());
+        metrics::histogram!("leasehold_policy_decision_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let reason = match (&decision.decided_by, decision.allowed) {
+            (Some(r), true) => format!("allowed by statement {} of policy {}", r.index, r.policy),
+            (Some(r), false) => format!("denied by statement {} of policy {}", r.index, r.policy),
+            (None, _) => "no statement allows it".to_owned(),
+        };
+        Ok(AccessDecision {
+            allowed: decision.allowed,
+            decided_by: decision.decided_by,
+            reason,
+        })
+    }
+
+    /// # Errors
+    /// `Forbidden`, naming the action, the resource and what decided, when the caller may not.
+    pub async fn authorize(
         &self,
         caller: &Caller,
         action: Action,
         resource: &Resource,
     ) -> Result<(), ApiError> {
-        if caller.is_admin {
+        let decision = self.decide(caller, action, resource).await?;
+        if decision.allowed {
             return Ok(());
         }
+        metrics::counter!("leasehold_access_denied_total", "action" => action.as_str())
+            .increment(1);
         Err(ApiError::Forbidden(format!(
-            "{} may not {} on {}: no policy allows it",
+            "{} may not {} on {}: {}",
             caller.principal,
             action.as_str(),
-            resource.as_str()
+            resource.as_str(),
+            decision.reason
         )))
+    }
+
+    /// Simulates a decision for any principal of the caller's tenant.
+    ///
+    /// # Errors
+    /// When the tenant's policies cannot be loaded.
+    pub async fn simulate(
+        &self,
+        tenant: &str,
+        subject: &Subject<'_>,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<AccessDecision, ApiError> {
+        let set = self.policies.get(tenant).await?;
+        let decision = set.evaluate(subject, action, resource.as_str());
+        let reason = match (&decision.decided_by, decision.allowed) {
+            (Some(r), true) => format!("allowed by statement {} of policy {}", r.index, r.policy),
+            (Some(r), false) => format!("denied by statement {} of policy {}", r.index, r.policy),
+            (None, _) => "no statement matched: denied by default".to_owned(),
+        };
+        Ok(AccessDecision {
+            allowed: decision.allowed,
+            decided_by: decision.decided_by,
+            reason,
+        })
     }
 }

@@ -1,6 +1,8 @@
-//! The `Caller` extractor: resolves `Authorization: Bearer <token>` for every protected handler.
+//! The `Caller` extractor: resolves `Authorization: Bearer <token>` for every protected handler,
+//! with the request facts that policy conditions look at.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -8,6 +10,10 @@ use uuid::Uuid;
 
 use crate::api::{ApiError, AppState};
 use crate::domain::Tenant;
+use crate::policy::Subject;
+
+/// The header that carries a change or incident ticket, for `ticketRequired` conditions.
+pub const TICKET_HEADER: &str = "x-leasehold-ticket";
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -16,6 +22,23 @@ pub struct Caller {
     pub principal: String,
     pub tenant: Tenant,
     pub is_admin: bool,
+    pub mfa: bool,
+    pub source_cluster: Option<String>,
+    /// The peer address of the connection (proxies are not trusted).
+    pub source_ip: Option<IpAddr>,
+    pub ticket: Option<String>,
+}
+
+impl Caller {
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            principal: &self.principal,
+            mfa: self.mfa,
+            source_cluster: self.source_cluster.as_deref(),
+            source_ip: self.source_ip,
+            has_ticket: self.ticket.is_some(),
+        }
+    }
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
@@ -50,6 +73,14 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let source_ip = req.peer_addr().map(|a| a.ip());
+        let ticket = req
+            .headers()
+            .get(TICKET_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 512)
+            .map(str::to_owned);
         Box::pin(async move {
             let token = zeroize::Zeroizing::new(token?);
             let state =
@@ -64,6 +95,10 @@ impl FromRequest for Caller {
                 principal: row.principal,
                 tenant,
                 is_admin: row.is_admin,
+                mfa: row.mfa,
+                source_cluster: row.source_cluster,
+                source_ip,
+                ticket,
             })
         })
     }

@@ -6,9 +6,12 @@
 //! without any handler changing.
 
 mod access;
+mod break_glass;
 mod caller;
 mod token;
 
-pub use access::{Access, Action, Resource};
-pub use caller::Caller;
-pub use token::{IssuedToken, TokenService, hash_token};
+pub use crate::policy::Action;
+pub use access::{Access, AccessDecision, Resource};
+pub use break_glass::{BreakGlass, Grant, GrantRequest};
+pub use caller::{Caller, TICKET_HEADER};
+pub use token::{IssuedToken, MintRequest, TokenService, hash_token};

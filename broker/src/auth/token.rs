@@ -36,6 +36,35 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
+/// What a new token says about its holder.
+pub struct MintRequest<'a> {
+    pub principal: &'a str,
+    pub tenant: &'a Tenant,
+    /// Administrator tokens may do everything in their tenant and mint tokens in any tenant.
+    pub is_admin: bool,
+    pub mfa: bool,
+    pub source_cluster: Option<&'a str>,
+    pub created_by: &'a str,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub text: Option<SecretString>,
+}
+
+impl<'a> MintRequest<'a> {
+    /// An administrator token without expiry (bootstrap: dev root token, `operator init`).
+    pub fn administrator(principal: &'a str, tenant: &'a Tenant) -> Self {
+        Self {
+            principal,
+            tenant,
+            is_admin: true,
+            mfa: false,
+            source_cluster: None,
+            created_by: "bootstrap",
+            expires_at: None,
+            text: None,
+        }
+    }
+}
+
 /// Mints and resolves tokens against the store.
 #[derive(Clone)]
 pub struct TokenService {
@@ -47,37 +76,33 @@ impl TokenService {
         Self { store }
     }
 
-    /// Mints a token for `principal`; `text` fixes the token's text (dev root token only).
+    /// Mints a token; `request.text` fixes the token's text (the dev root token only).
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn mint(
-        &self,
-        principal: &str,
-        tenant: &Tenant,
-        is_admin: bool,
-        expires_at: Option<DateTime<Utc>>,
-        text: Option<SecretString>,
-    ) -> Result<IssuedToken, StoreError> {
-        let token = text.unwrap_or_else(generate_token);
+    pub async fn mint(&self, request: MintRequest<'_>) -> Result<IssuedToken, StoreError> {
+        let token = request.text.unwrap_or_else(generate_token);
         let id = Uuid::new_v4();
         self.store
             .insert_token(&NewToken {
                 id,
                 token_hash: &hash_token(token.expose_secret()),
-                tenant: tenant.as_str(),
-                principal,
-                is_admin,
-                expires_at,
+                tenant: request.tenant.as_str(),
+                principal: request.principal,
+                is_admin: request.is_admin,
+                mfa: request.mfa,
+                source_cluster: request.source_cluster,
+                created_by: request.created_by,
+                expires_at: request.expires_at,
                 now: Utc::now(),
             })
             .await?;
         Ok(IssuedToken {
             id,
             token,
-            principal: principal.to_owned(),
-            tenant: tenant.clone(),
-            expires_at,
+            principal: request.principal.to_owned(),
+            tenant: request.tenant.clone(),
+            expires_at: request.expires_at,
         })
     }
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 
 use super::CliError;
-use crate::auth::TokenService;
+use crate::auth::{MintRequest, TokenService};
 use crate::crypto::LocalKms;
 use crate::domain::Tenant;
 use crate::settings::Settings;
@@ -70,8 +70,9 @@ pub async fn operator(command: OperatorCommand) -> Result<(), CliError> {
             "this store is already initialised: an administrator token exists".into(),
         ));
     }
+    let tenant = Tenant::default_tenant();
     let issued = TokenService::new(store)
-        .mint(&principal, &Tenant::default_tenant(), true, None, None)
+        .mint(MintRequest::administrator(&principal, &tenant))
         .await
         .map_err(CliError::other)?;
     if json {

@@ -7,6 +7,7 @@
 //! SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so read-then-write never fails on a
 //! stale snapshot, and on PostgreSQL relies on row locks taken by the first `UPDATE`.
 
+mod access;
 mod secrets;
 mod tokens;
 
@@ -18,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool, Transaction};
 
+pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use secrets::{
     AliasMove, AliasRow, NewSecret, NewVersion, SecretListPage, SecretRow, SecretUpdate,
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,

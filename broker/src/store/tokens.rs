@@ -11,6 +11,9 @@ pub struct TokenRow {
     pub tenant: String,
     pub principal: String,
     pub is_admin: bool,
+    pub mfa: bool,
+    pub source_cluster: Option<String>,
+    pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -22,9 +25,15 @@ pub struct NewToken<'a> {
     pub tenant: &'a str,
     pub principal: &'a str,
     pub is_admin: bool,
+    pub mfa: bool,
+    pub source_cluster: Option<&'a str>,
+    pub created_by: &'a str,
     pub expires_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
+
+const TOKEN_COLUMNS: &str = "id, tenant, principal, is_admin, mfa, source_cluster, created_by, \
+     created_at, expires_at, revoked_at";
 
 impl Store {
     /// # Errors
@@ -32,14 +41,17 @@ impl Store {
     pub async fn insert_token(&self, new: &NewToken<'_>) -> StoreResult<()> {
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO tokens (id, token_hash, tenant, principal, is_admin, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO tokens (id, token_hash, tenant, principal, is_admin, mfa, source_cluster, \
+                 created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(new.id)
             .bind(new.token_hash)
             .bind(new.tenant)
             .bind(new.principal)
             .bind(new.is_admin)
+            .bind(new.mfa)
+            .bind(new.source_cluster)
+            .bind(new.created_by)
             .bind(new.now)
             .bind(new.expires_at)
             .execute(pool)
@@ -53,15 +65,50 @@ impl Store {
     /// # Errors
     /// Storage errors.
     pub async fn find_token(&self, token_hash: &[u8]) -> StoreResult<Option<TokenRow>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1");
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, TokenRow>(
-                "SELECT id, tenant, principal, is_admin, created_at, expires_at, revoked_at \
-                 FROM tokens WHERE token_hash = $1",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?
         }))
+    }
+
+    /// A token's metadata by id, within a tenant.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn find_token_by_id(&self, tenant: &str, id: Uuid) -> StoreResult<Option<TokenRow>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE tenant = $1 AND id = $2");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Revokes a token; `false` when the tenant has no unrevoked token with this id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn revoke_token(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let affected = on_pool!(self, pool => {
+            sqlx::query("UPDATE tokens SET revoked_at = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL")
+                .bind(tenant)
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected > 0)
     }
 
     /// Whether the store already has an administrator token (a store is initialised once).

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use leasehold_broker::auth::TokenService;
+use leasehold_broker::auth::{MintRequest, TokenService};
 use leasehold_broker::crypto::Kms;
 use leasehold_broker::domain::Tenant;
 use leasehold_broker::settings::{KmsSettings, Settings};
@@ -34,6 +34,7 @@ pub struct TestDb {
     pub url: String,
     pub name: String,
     pub dir: tempfile::TempDir,
+    pub alert_webhook_url: Option<String>,
 }
 
 impl TestDb {
@@ -61,6 +62,7 @@ impl TestDb {
             url,
             name,
             dir,
+            alert_webhook_url: None,
         }
     }
 
@@ -78,6 +80,7 @@ impl TestDb {
             kms: KmsSettings::Local {
                 key_file: self.key_file(),
             },
+            alert_webhook_url: self.alert_webhook_url.clone(),
         }
     }
 
@@ -110,16 +113,20 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let db = Arc::new(TestDb::create(backend).await);
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// `spawn_app` with the settings adjusted first (e.g. an alert webhook).
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut db = TestDb::create(backend).await;
+    let mut settings = db.settings();
+    adjust(&mut settings);
+    db.alert_webhook_url = settings.alert_webhook_url;
+    let db = Arc::new(db);
     let mut app = start(db, None).await;
+    let tenant = Tenant::default_tenant();
     let issued = TokenService::new(app.store.clone())
-        .mint(
-            "user:test-admin",
-            &Tenant::default_tenant(),
-            true,
-            None,
-            None,
-        )
+        .mint(MintRequest::administrator("user:test-admin", &tenant))
         .await
         .expect("mint admin token");
     app.token = issued.token.expose_secret().to_owned();
@@ -201,6 +208,45 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.request(Method::GET, path, None).await
+    }
+
+    /// Mints a token for `principal` through the API and returns its text.
+    pub async fn token_for(&self, principal: &str, body: Value) -> String {
+        let mut request = json!({"principal": principal, "ttl": "1h"});
+        if let (Some(target), Some(extra)) = (request.as_object_mut(), body.as_object()) {
+            target.extend(extra.clone());
+        }
+        let (status, body) = self.post("/v1/auth/tokens", request).await;
+        assert_eq!(status, StatusCode::CREATED, "mint token: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The same request as another caller.
+    pub async fn request_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.addr))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Creates `environment/path` and returns its id.

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access;
 mod at_rest;
 mod bad_input;
 mod cli;
