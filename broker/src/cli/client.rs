@@ -96,7 +96,9 @@ impl ApiClient {
         let status = response.status();
         let bytes = response.bytes().await.map_err(CliError::other)?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(CliError::other);
+            // 204 answers carry no body; they decode as JSON null.
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body).map_err(CliError::other);
         }
         Err(api_error(status, &bytes))
     }

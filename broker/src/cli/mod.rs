@@ -2,6 +2,7 @@
 //! client commands (`secret …`) and `bench`. Client commands print human output by default and
 //! the API's JSON with `--json`.
 
+mod access;
 mod admin;
 mod bench;
 mod client;
@@ -39,6 +40,20 @@ enum Command {
     /// Master-key management for the local KMS provider.
     #[command(subcommand)]
     Kms(admin::KmsCommand),
+    /// Policies and the policy simulator.
+    #[command(subcommand)]
+    Policy(access::PolicyCommand),
+    /// Bearer tokens.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// Group membership.
+    #[command(subcommand)]
+    Group(access::GroupCommand),
+    /// Emergency, time-bound, alerted read grants.
+    #[command(subcommand)]
+    BreakGlass(access::BreakGlassCommand),
+    /// Show who the current token speaks for.
+    Whoami,
     /// Static secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
@@ -76,6 +91,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => admin::migrate(args).await,
         Command::Operator(command) => admin::operator(command).await,
         Command::Kms(command) => admin::kms(command),
+        Command::Policy(command) => access::policy(&cli.client, command).await,
+        Command::Token(command) => access::token(&cli.client, command).await,
+        Command::Group(command) => access::group(&cli.client, command).await,
+        Command::BreakGlass(command) => access::break_glass(&cli.client, command).await,
+        Command::Whoami => access::whoami(&cli.client).await,
         Command::Secret(args) => secret::run(&cli.client, args).await,
         Command::Bench(command) => bench::run(&cli.client, command).await,
     };

@@ -157,6 +157,76 @@ on_both_stores!(cli_round_trip, |app: TestApp| async move {
     );
     assert!(!out.contains("from-stdin"), "show never prints values");
 
+    let policy = r#"{"statements":[{"effect":"allow","principal":"service:prod:payments-api","actions":["secrets:read"],"resources":["prod/payments/*"]}]}"#;
+    let (ok, out, err) = leasehold(
+        &app,
+        &["policy", "put", "payments-read", "--file", "-"],
+        Some(policy),
+    )
+    .await;
+    assert!(ok, "policy put: {out} {err}");
+    let (ok, out, _) = leasehold(
+        &app,
+        &[
+            "policy",
+            "simulate",
+            "--principal",
+            "service:prod:payments-api",
+            "--action",
+            "secrets:read",
+            "--resource",
+            "prod/payments/cli-key",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        "ALLOW: allowed by statement 0 of policy payments-read"
+    );
+    let (ok, out, _) = leasehold(
+        &app,
+        &[
+            "policy",
+            "simulate",
+            "--principal",
+            "service:prod:payments-api",
+            "--action",
+            "secrets:write",
+            "--resource",
+            "prod/payments/cli-key",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok);
+    assert!(out.starts_with("DENY: no statement matched"), "{out}");
+    let (ok, out, err) = leasehold(
+        &app,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--principal",
+            "service:prod:payments-api",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "token create: {err}");
+    let minted: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let (ok, out, err) = leasehold(
+        &app,
+        &["token", "revoke", minted["id"].as_str().expect("id")],
+        None,
+    )
+    .await;
+    assert!(ok, "token revoke: {out} {err}");
+    let (ok, out, _) = leasehold(&app, &["whoami"], None).await;
+    assert!(ok);
+    assert_eq!(out.trim(), "user:test-admin (tenant default)");
+
     let (ok, _, err) = leasehold(&app, &["secret", "get", "prod/payments/missing"], None).await;
     assert!(!ok);
     assert!(err.contains("HTTP 404"), "{err}");
