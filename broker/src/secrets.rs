@@ -2,7 +2,6 @@
 //! encryption. Values enter and leave only as `SecretString`; everything else is metadata.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -14,7 +13,7 @@ use crate::domain::{
     VersionStatus,
 };
 use crate::store::{
-    AliasMove, AliasRow, NewSecret, NewVersion, SecretRow, SecretUpdate, SelectedVersion,
+    AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretRow, SecretUpdate, SelectedVersion,
     StatusChange, StatusChangeOutcome, Store, StoreError, VersionRow,
 };
 
@@ -223,33 +222,40 @@ impl SecretService {
         }
     }
 
-    /// Decrypts the selected version of `environment/path`.
+    /// Fetches, in one round trip, the token with hash `token_hash` and the version of
+    /// `environment/path` that `selector` names in that token's tenant. Nothing is decrypted:
+    /// the caller authorises first, then calls [`Self::reveal`].
     ///
     /// # Errors
-    /// Not-found, disabled and destroyed versions; KMS and integrity failures.
-    pub async fn read(
+    /// Storage errors.
+    pub async fn fetch_for_read(
         &self,
-        tenant: &Tenant,
+        token_hash: &[u8],
         environment: &Environment,
         path: &SecretPath,
         selector: VersionSelector,
-    ) -> Result<RevealedSecret, SecretError> {
-        let started = Instant::now();
-        let (t, e, p) = (tenant.as_str(), environment.as_str(), path.as_str());
-        let selected = match selector {
-            VersionSelector::Alias(alias) => self.store.select_by_alias(t, e, p, alias).await?,
-            VersionSelector::Number(n) => self.store.select_by_version(t, e, p, n).await?,
-        }
-        .ok_or_else(|| SecretError::SecretNotFound(format!("{environment}/{path}")))?;
-        let result = self
-            .reveal(tenant, environment, path, selector, selected)
-            .await;
-        metrics::histogram!("leasehold_secret_read_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        result
+    ) -> Result<Option<ReadRow>, SecretError> {
+        let (alias, number) = match selector {
+            VersionSelector::Alias(alias) => (Some(alias), None),
+            VersionSelector::Number(n) => (None, Some(n)),
+        };
+        Ok(self
+            .store
+            .select_for_read(
+                token_hash,
+                environment.as_str(),
+                path.as_str(),
+                alias,
+                number,
+            )
+            .await?)
     }
 
-    async fn reveal(
+    /// Decrypts what [`Self::fetch_for_read`] selected, after the caller was authorised.
+    ///
+    /// # Errors
+    /// Not-found, disabled and destroyed versions; KMS and integrity failures.
+    pub async fn reveal(
         &self,
         tenant: &Tenant,
         environment: &Environment,
@@ -257,10 +263,18 @@ impl SecretService {
         selector: VersionSelector,
         selected: SelectedVersion,
     ) -> Result<RevealedSecret, SecretError> {
-        let version = match (selected.version, selector) {
-            (Some(v), _) => v,
-            (None, VersionSelector::Alias(alias)) => return Err(SecretError::AliasUnset(alias)),
-            (None, VersionSelector::Number(n)) => return Err(SecretError::VersionNotFound(n)),
+        if selected.secret_id.is_none() {
+            return Err(SecretError::SecretNotFound(format!("{environment}/{path}")));
+        }
+        let version = match (selected.version, selected.alias_version, selector) {
+            (Some(v), _, _) => v,
+            (None, None, VersionSelector::Alias(alias)) => {
+                return Err(SecretError::AliasUnset(alias));
+            }
+            (None, Some(v), VersionSelector::Alias(_)) => {
+                return Err(SecretError::VersionNotFound(v));
+            }
+            (None, _, VersionSelector::Number(n)) => return Err(SecretError::VersionNotFound(n)),
         };
         let status = selected
             .status
@@ -298,7 +312,7 @@ impl SecretService {
             path: path.clone(),
             version,
             value: SecretString::from(text),
-            expires_at: selected.expires_at,
+            expires_at: selected.version_expires_at,
         })
     }
 

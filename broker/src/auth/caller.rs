@@ -9,8 +9,10 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use uuid::Uuid;
 
 use crate::api::{ApiError, AppState};
+use crate::auth::token::is_live;
 use crate::domain::Tenant;
 use crate::policy::Subject;
+use crate::store::TokenRow;
 
 /// The header that carries a change or incident ticket, for `ticketRequired` conditions.
 pub const TICKET_HEADER: &str = "x-leasehold-ticket";
@@ -41,7 +43,11 @@ impl Caller {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+/// The bearer token of a request.
+///
+/// # Errors
+/// 401 naming what is missing or malformed.
+pub fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -66,6 +72,60 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.to_owned())
 }
 
+/// The facts about a request that policy conditions read.
+struct RequestFacts {
+    source_ip: Option<IpAddr>,
+    ticket: Option<String>,
+}
+
+impl RequestFacts {
+    fn of(req: &HttpRequest) -> Self {
+        Self {
+            source_ip: req.peer_addr().map(|a| a.ip()),
+            ticket: req
+                .headers()
+                .get(TICKET_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.len() <= 512)
+                .map(str::to_owned),
+        }
+    }
+}
+
+impl Caller {
+    /// The caller a token row stands for, with the facts of `req`.
+    ///
+    /// # Errors
+    /// 401 when the token is revoked or expired.
+    pub fn from_token(row: TokenRow, req: &HttpRequest) -> Result<Self, ApiError> {
+        Self::from_parts(row, RequestFacts::of(req))
+    }
+
+    fn from_parts(row: TokenRow, facts: RequestFacts) -> Result<Self, ApiError> {
+        if !is_live(&row) {
+            return Err(invalid_token());
+        }
+        let tenant = Tenant::parse(&row.tenant)
+            .map_err(|_| ApiError::Internal("stored token has an invalid tenant".into()))?;
+        Ok(Caller {
+            token_id: row.id,
+            principal: row.principal,
+            tenant,
+            is_admin: row.is_admin,
+            mfa: row.mfa,
+            source_cluster: row.source_cluster,
+            source_ip: facts.source_ip,
+            ticket: facts.ticket,
+        })
+    }
+}
+
+/// The 401 for a token the store does not know, or no longer honours.
+pub fn invalid_token() -> ApiError {
+    ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -73,33 +133,17 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let source_ip = req.peer_addr().map(|a| a.ip());
-        let ticket = req
-            .headers()
-            .get(TICKET_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 512)
-            .map(str::to_owned);
+        let facts = RequestFacts::of(req);
         Box::pin(async move {
             let token = zeroize::Zeroizing::new(token?);
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-            let row = state.tokens.resolve(&token).await?.ok_or_else(|| {
-                ApiError::Unauthorized("the token is invalid, expired or revoked".into())
-            })?;
-            let tenant = Tenant::parse(&row.tenant)
-                .map_err(|_| ApiError::Internal("stored token has an invalid tenant".into()))?;
-            Ok(Caller {
-                token_id: row.id,
-                principal: row.principal,
-                tenant,
-                is_admin: row.is_admin,
-                mfa: row.mfa,
-                source_cluster: row.source_cluster,
-                source_ip,
-                ticket,
-            })
+            let row = state
+                .tokens
+                .resolve(&token)
+                .await?
+                .ok_or_else(invalid_token)?;
+            Caller::from_parts(row, facts)
         })
     }
 }

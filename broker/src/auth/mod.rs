@@ -13,5 +13,5 @@ mod token;
 pub use crate::policy::Action;
 pub use access::{Access, AccessDecision, Resource};
 pub use break_glass::{BreakGlass, Grant, GrantRequest};
-pub use caller::{Caller, TICKET_HEADER};
-pub use token::{IssuedToken, MintRequest, TokenService, hash_token};
+pub use caller::{Caller, TICKET_HEADER, bearer, invalid_token};
+pub use token::{IssuedToken, MintRequest, TokenService, hash_token, is_live};

@@ -112,8 +112,7 @@ impl TokenService {
     /// Storage errors.
     pub async fn resolve(&self, token: &str) -> Result<Option<TokenRow>, StoreError> {
         let row = self.store.find_token(&hash_token(token)).await?;
-        let now = Utc::now();
-        Ok(row.filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)))
+        Ok(row.filter(is_live))
     }
 
     /// Whether a token with this text exists at all (dev restarts reuse the stored root token).
@@ -123,6 +122,11 @@ impl TokenService {
     pub async fn exists(&self, token: &str) -> Result<bool, StoreError> {
         Ok(self.store.find_token(&hash_token(token)).await?.is_some())
     }
+}
+
+/// Whether a token row may authenticate now: not revoked and not expired.
+pub fn is_live(row: &TokenRow) -> bool {
+    row.revoked_at.is_none() && row.expires_at.is_none_or(|e| e > Utc::now())
 }
 
 fn generate_token() -> SecretString {

@@ -21,7 +21,7 @@ use sqlx::{PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use secrets::{
-    AliasMove, AliasRow, NewSecret, NewVersion, SecretListPage, SecretRow, SecretUpdate,
+    AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,
 };
 pub use tokens::{NewToken, TokenRow};

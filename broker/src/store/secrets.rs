@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{BeginWrite, Store, StoreResult, on_pool};
+use super::{BeginWrite, Store, StoreResult, TokenRow, on_pool};
 use crate::domain::{AliasName, VersionNumber, VersionStatus};
 
 /// A secret's metadata row.
@@ -40,17 +40,27 @@ pub struct AliasRow {
     pub version: i64,
 }
 
-/// What a read found: the secret exists (`secret_id`), and the requested version or alias
-/// target, when there is one. Ciphertext columns are `None` for destroyed versions.
+/// What an authenticated read found in one round trip: the token, and — in that token's
+/// tenant — the secret (`secret_id`), the alias target when reading by alias, and the selected
+/// version with its sealed value (ciphertext columns are `None` for destroyed versions).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReadRow {
+    #[sqlx(flatten)]
+    pub token: TokenRow,
+    #[sqlx(flatten)]
+    pub selected: SelectedVersion,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SelectedVersion {
-    pub secret_id: Uuid,
+    pub secret_id: Option<Uuid>,
+    pub alias_version: Option<i64>,
     pub version: Option<i64>,
     pub status: Option<String>,
     pub ciphertext: Option<Vec<u8>>,
     pub wrapped_key: Option<Vec<u8>>,
     pub kms_key_id: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
+    pub version_expires_at: Option<DateTime<Utc>>,
 }
 
 pub struct NewSecret<'a> {
@@ -463,57 +473,36 @@ impl Store {
         })
     }
 
-    /// The version an alias points at, with its sealed value.
+    /// The token with hash `token_hash` and, in its tenant, the version of
+    /// `environment/path` that `alias` points at or that has number `version` (one of the two is
+    /// given). One round trip serves the whole authenticated read; `None` for an unknown token.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn select_by_alias(
+    pub async fn select_for_read(
         &self,
-        tenant: &str,
+        token_hash: &[u8],
         environment: &str,
         path: &str,
-        alias: AliasName,
-    ) -> StoreResult<Option<SelectedVersion>> {
+        alias: Option<AliasName>,
+        version: Option<VersionNumber>,
+    ) -> StoreResult<Option<ReadRow>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, SelectedVersion>(
-                "SELECT s.id AS secret_id, a.version AS version, v.status, v.ciphertext, \
-                 v.wrapped_key, v.kms_key_id, v.expires_at \
-                 FROM secrets s \
+            sqlx::query_as::<_, ReadRow>(
+                "SELECT t.id, t.tenant, t.principal, t.is_admin, t.mfa, t.source_cluster, t.created_by, \
+                 t.created_at, t.expires_at, t.revoked_at, \
+                 s.id AS secret_id, a.version AS alias_version, v.version AS version, v.status, \
+                 v.ciphertext, v.wrapped_key, v.kms_key_id, v.expires_at AS version_expires_at \
+                 FROM tokens t \
+                 LEFT JOIN secrets s ON s.tenant = t.tenant AND s.environment = $2 AND s.path = $3 \
                  LEFT JOIN secret_aliases a ON a.secret_id = s.id AND a.alias = $4 \
-                 LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = a.version \
-                 WHERE s.tenant = $1 AND s.environment = $2 AND s.path = $3",
+                 LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = COALESCE($5, a.version) \
+                 WHERE t.token_hash = $1",
             )
-            .bind(tenant)
+            .bind(token_hash)
             .bind(environment)
             .bind(path)
-            .bind(alias.as_str())
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
-
-    /// One version by number, with its sealed value.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn select_by_version(
-        &self,
-        tenant: &str,
-        environment: &str,
-        path: &str,
-        version: VersionNumber,
-    ) -> StoreResult<Option<SelectedVersion>> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, SelectedVersion>(
-                "SELECT s.id AS secret_id, v.version, v.status, v.ciphertext, \
-                 v.wrapped_key, v.kms_key_id, v.expires_at \
-                 FROM secrets s \
-                 LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = $4 \
-                 WHERE s.tenant = $1 AND s.environment = $2 AND s.path = $3",
-            )
-            .bind(tenant)
-            .bind(environment)
-            .bind(path)
+            .bind(alias.map(AliasName::as_str))
             .bind(version)
             .fetch_optional(pool)
             .await?
