@@ -19,6 +19,18 @@ use super::{ApiClient, CliError, ClientArgs};
 pub enum BenchCommand {
     /// Static secret reads against the trivial authenticated route.
     Read(ReadArgs),
+    /// Policy decisions in process, over a synthetic estate (no server needed).
+    Policy(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[arg(long, default_value_t = 1000)]
+    policies: usize,
+    #[arg(long, default_value_t = 10_000)]
+    resources: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    decisions: usize,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +93,10 @@ struct ReadReport {
 pub async fn run(client: &ClientArgs, command: BenchCommand) -> Result<(), CliError> {
     match command {
         BenchCommand::Read(args) => read(client, args).await,
+        BenchCommand::Policy(args) => {
+            policy(client, &args);
+            Ok(())
+        }
     }
 }
 
@@ -157,6 +173,75 @@ async fn read(client_args: &ClientArgs, args: ReadArgs) -> Result<(), CliError> 
         );
     }
     Ok(())
+}
+
+/// Times each decision of a random mix of principals, actions and resources.
+fn policy(client: &ClientArgs, args: &PolicyArgs) {
+    use crate::policy::{Action, Subject, synthetic};
+    use rand::RngExt;
+
+    let estate = synthetic::estate(args.policies, args.resources.max(1));
+    let actions = [
+        Action::SecretsRead,
+        Action::SecretsList,
+        Action::SecretsRotate,
+        Action::SecretsWrite,
+    ];
+    let mut rng = rand::rng();
+    let mut latencies = Vec::with_capacity(args.decisions);
+    let mut allowed = 0usize;
+    let started = Instant::now();
+    for _ in 0..args.decisions {
+        // Half the decisions ask about the principal's own team, where statements match and
+        // resource globs and conditions are evaluated; half about a random team.
+        let who = rng.random_range(0..estate.principals.len());
+        let principal = &estate.principals[who];
+        let teams = args.policies.max(1);
+        let index = if rng.random_bool(0.5) {
+            let per_team = estate.resources.len().div_ceil(teams).max(1);
+            (who / 2 + teams * rng.random_range(0..per_team)) % estate.resources.len()
+        } else {
+            rng.random_range(0..estate.resources.len())
+        };
+        let resource = &estate.resources[index];
+        let action = actions[rng.random_range(0..actions.len())];
+        let subject = Subject {
+            principal,
+            mfa: true,
+            has_ticket: true,
+            ..Subject::default()
+        };
+        let t = Instant::now();
+        let decision = estate.set.evaluate(&subject, action, resource);
+        latencies.push(t.elapsed().as_nanos() as u64);
+        allowed += usize::from(decision.allowed);
+    }
+    let total = started.elapsed();
+    latencies.sort_unstable();
+    let pick =
+        |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    let report = serde_json::json!({
+        "policies": args.policies, "statements": estate.set.statement_count(), "resources": args.resources,
+        "decisions": args.decisions, "allowed": allowed,
+        "p50_us": pick(0.5), "p99_us": pick(0.99), "max_us": pick(1.0),
+        "decisions_per_second": args.decisions as f64 / total.as_secs_f64(),
+    });
+    if client.json {
+        println!("{report:#}");
+    } else {
+        println!(
+            "bench policy: {} policies ({} statements), {} resources, {} decisions ({} allowed): p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs, {:.0} decisions/s on one core",
+            args.policies,
+            estate.set.statement_count(),
+            args.resources,
+            args.decisions,
+            allowed,
+            pick(0.5),
+            pick(0.99),
+            pick(1.0),
+            args.decisions as f64 / total.as_secs_f64()
+        );
+    }
 }
 
 async fn create_bench_secret(client: &ApiClient) -> Result<String, CliError> {

@@ -9,6 +9,7 @@ mod action;
 mod document;
 mod engine;
 mod glob;
+pub mod synthetic;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
