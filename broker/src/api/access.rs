@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, JsonBody};
-use crate::auth::{Action, Caller, GrantRequest, MintRequest, Resource};
+use crate::auth::{Action, Caller, GrantRequest, KubernetesRole, MintRequest, Resource};
 use crate::domain::{Principal, Tenant, Ttl};
 use crate::policy::{PolicyDocument, StatementRef, Subject};
 use secrecy::ExposeSecret;
@@ -572,4 +572,148 @@ pub async fn end_break_glass(
     }
     state.break_glass.end(&caller, *id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn role_name(name: &str) -> Result<&str, ApiError> {
+    policy_name(name).map_err(|_| {
+        ApiError::bad_request(
+            "name",
+            "name: 1-64 characters of lowercase letters, digits, '-' and '_'",
+        )
+    })
+}
+
+/// Create or replace a Kubernetes auth role in the caller's tenant.
+#[utoipa::path(
+    tag = "auth",
+    params(("name" = String, Path)),
+    request_body = KubernetesRole,
+    responses((status = 200, body = KubernetesRole), (status = 400, body = super::ErrorBody), (status = 409, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[put("/v1/auth/kubernetes/roles/{name}")]
+pub async fn put_kubernetes_role(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    body: JsonBody<KubernetesRole>,
+) -> Result<HttpResponse, ApiError> {
+    let name = role_name(&name)?.to_owned();
+    require_admin(&state, &caller).await?;
+    let role = body.0;
+    role.validate()
+        .map_err(|(field, message)| ApiError::bad_request(field, message))?;
+    let text = serde_json::to_string(&role)
+        .map_err(|_| ApiError::Internal("role encoding failed".into()))?;
+    if !state
+        .store
+        .put_kubernetes_role(caller.tenant.as_str(), &name, &text, Utc::now())
+        .await?
+    {
+        return Err(ApiError::Secret(crate::secrets::SecretError::Conflict(
+            format!("the auth role name {name} is taken by another tenant; choose another name"),
+        )));
+    }
+    Ok(HttpResponse::Ok().json(role))
+}
+
+/// Delete a Kubernetes auth role.
+#[utoipa::path(
+    tag = "auth",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[delete("/v1/auth/kubernetes/roles/{name}")]
+pub async fn delete_kubernetes_role(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = role_name(&name)?;
+    require_admin(&state, &caller).await?;
+    if state
+        .store
+        .delete_kubernetes_role(caller.tenant.as_str(), name)
+        .await?
+    {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(format!("no auth role {name}")))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesLogin {
+    role: String,
+    /// The pod's service-account token.
+    jwt: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    token: String,
+    principal: String,
+    tenant: String,
+    source_cluster: String,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Log in with a Kubernetes service-account JWT (no bearer token needed).
+#[utoipa::path(
+    tag = "auth",
+    request_body = KubernetesLogin,
+    responses((status = 200, body = LoginResponse), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody))
+)]
+#[post("/v1/auth/kubernetes/login")]
+pub async fn kubernetes_login(
+    state: web::Data<AppState>,
+    body: JsonBody<KubernetesLogin>,
+) -> Result<HttpResponse, ApiError> {
+    let login = body.0;
+    let name = role_name(&login.role)
+        .map_err(|_| ApiError::bad_request("role", "role: not a valid auth role name"))?;
+    let denied = |reason: String| {
+        metrics::counter!("leasehold_login_failures_total", "method" => "kubernetes").increment(1);
+        ApiError::Unauthorized(format!("login refused: {reason}"))
+    };
+    let (tenant, document) = state
+        .store
+        .find_kubernetes_role(name)
+        .await?
+        .ok_or_else(|| denied(format!("no auth role {name}")))?;
+    let role: KubernetesRole = serde_json::from_str(&document)
+        .map_err(|_| ApiError::Internal("stored auth role is not valid JSON".into()))?;
+    let ttl = role
+        .validate()
+        .map_err(|_| ApiError::Internal("stored auth role is invalid".into()))?;
+    let workload = role.verify(&login.jwt).map_err(|e| denied(e.to_string()))?;
+    let tenant = Tenant::parse(&tenant)
+        .map_err(|_| ApiError::Internal("stored auth role has an invalid tenant".into()))?;
+    let created_by = format!(
+        "kubernetes:{}:{}/{}",
+        role.cluster, workload.namespace, workload.service_account
+    );
+    let issued = state
+        .tokens
+        .mint(MintRequest {
+            principal: role.principal.as_str(),
+            tenant: &tenant,
+            is_admin: false,
+            mfa: false,
+            source_cluster: Some(&role.cluster),
+            created_by: &created_by,
+            expires_at: Some(ttl.after(Utc::now())),
+            text: None,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        token: issued.token.expose_secret().to_owned(),
+        principal: issued.principal,
+        tenant: issued.tenant.to_string(),
+        source_cluster: role.cluster,
+        expires_at: issued.expires_at,
+    }))
 }

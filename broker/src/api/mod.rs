@@ -90,6 +90,9 @@ pub fn app(
         .service(access::mint_token)
         .service(access::token_info)
         .service(access::revoke_token)
+        .service(access::kubernetes_login)
+        .service(access::put_kubernetes_role)
+        .service(access::delete_kubernetes_role)
         // `simulate` before `{name}`: a POST there is always a simulation.
         .service(access::simulate)
         .service(access::list_policies)

@@ -71,6 +71,8 @@ pub struct SelfResponse {
     tenant: String,
     token_id: uuid::Uuid,
     admin: bool,
+    mfa: bool,
+    source_cluster: Option<String>,
 }
 
 /// The identity behind the presented token.
@@ -86,5 +88,7 @@ pub async fn whoami(caller: Caller) -> Result<HttpResponse, ApiError> {
         tenant: caller.tenant.to_string(),
         token_id: caller.token_id,
         admin: caller.is_admin,
+        mfa: caller.mfa,
+        source_cluster: caller.source_cluster,
     }))
 }

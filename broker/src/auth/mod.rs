@@ -8,10 +8,12 @@
 mod access;
 mod break_glass;
 mod caller;
+mod kubernetes;
 mod token;
 
 pub use crate::policy::Action;
 pub use access::{Access, AccessDecision, Resource};
 pub use break_glass::{BreakGlass, Grant, GrantRequest};
 pub use caller::{Caller, TICKET_HEADER, bearer, invalid_token};
+pub use kubernetes::{KubernetesRole, LoginError, Workload};
 pub use token::{IssuedToken, MintRequest, TokenService, hash_token, is_live};

@@ -205,3 +205,61 @@ impl Store {
         Ok(affected > 0)
     }
 }
+
+impl Store {
+    /// Creates or replaces a Kubernetes auth role. Role names are global (a login names only
+    /// the role); a name taken by another tenant is refused with `Ok(false)`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn put_kubernetes_role(
+        &self,
+        tenant: &str,
+        name: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let affected = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO kubernetes_roles (name, tenant, document, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at \
+                 WHERE kubernetes_roles.tenant = excluded.tenant",
+            )
+            .bind(name)
+            .bind(tenant)
+            .bind(document)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected > 0)
+    }
+
+    /// The role's tenant and document.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn find_kubernetes_role(&self, name: &str) -> StoreResult<Option<(String, String)>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String)>("SELECT tenant, document FROM kubernetes_roles WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// # Errors
+    /// Storage errors.
+    pub async fn delete_kubernetes_role(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let affected = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM kubernetes_roles WHERE tenant = $1 AND name = $2")
+                .bind(tenant)
+                .bind(name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected > 0)
+    }
+}

@@ -7,4 +7,5 @@ mod access;
 mod at_rest;
 mod bad_input;
 mod cli;
+mod kubernetes;
 mod secrets;
