@@ -77,6 +77,7 @@ impl DevMode {
             tls: None,
             kms,
             alert_webhook_url: None,
+            audit_timeout_ms: 2000,
         })
     }
 

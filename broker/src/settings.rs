@@ -59,6 +59,13 @@ pub struct Settings {
     /// Break-glass grants and reads are POSTed here as JSON alerts.
     #[serde(default)]
     pub alert_webhook_url: Option<String>,
+    /// A request whose audit event is not durable within this many milliseconds fails with 503.
+    #[serde(default = "default_audit_timeout_ms")]
+    pub audit_timeout_ms: u64,
+}
+
+fn default_audit_timeout_ms() -> u64 {
+    2000
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +171,10 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    pub fn audit_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.audit_timeout_ms)
     }
 
     /// The request-body limit that fits the largest value plus JSON escaping and metadata.

@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::alerts::AlertSink;
 use crate::api::{self, AppState};
+use crate::audit::AuditLog;
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
 use crate::policy::PolicyCache;
@@ -88,10 +89,12 @@ impl Application {
                 source,
             })?
             .port();
+        let audit = AuditLog::start(store.clone(), settings.audit_timeout());
         let state = web::Data::new(AppState {
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),
-            access: Access::new(PolicyCache::new(store.clone())),
+            access: Access::new(PolicyCache::new(store.clone()), audit.clone()),
+            audit,
             break_glass: BreakGlass::new(
                 store.clone(),
                 AlertSink::new(settings.alert_webhook_url.clone()),

@@ -3,13 +3,15 @@
 //! Managing tokens, policies and groups needs `policies:admin` on `*` (or an administrator
 //! token); minting a token in another tenant needs an administrator token.
 
-use actix_web::{HttpResponse, delete, get, post, put, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, delete, get, post, put, web};
+use chrono::SubsecRound;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, JsonBody};
+use crate::audit::{AuditEvent, Decision, EventType};
 use crate::auth::{Action, Caller, GrantRequest, KubernetesRole, MintRequest, Resource};
 use crate::domain::{Principal, Tenant, Ttl};
 use crate::policy::{PolicyDocument, StatementRef, Subject};
@@ -110,6 +112,16 @@ pub async fn mint_token(
         request.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL),
     ))?;
     let expires_at = ttl.after(Utc::now());
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::TokenMint)
+                .detail("subject", request.principal.as_str())
+                .detail("subjectTenant", tenant.as_str())
+                .detail("expiresAt", expires_at.to_rfc3339())
+                .detail("mfa", request.mfa),
+        )
+        .await?;
     let issued = state
         .tokens
         .mint(MintRequest {
@@ -183,6 +195,12 @@ pub async fn revoke_token(
     if *id != caller.token_id {
         require_admin(&state, &caller).await?;
     }
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::TokenRevoke).detail("tokenId", id.to_string()),
+        )
+        .await?;
     if state
         .store
         .revoke_token(caller.tenant.as_str(), *id, Utc::now())
@@ -229,6 +247,18 @@ pub async fn put_policy(
         .map_err(|e| ApiError::bad_request(e.field.clone(), e.to_string()))?;
     let text = serde_json::to_string(&document)
         .map_err(|_| ApiError::Internal("policy encoding failed".into()))?;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::PolicyChange)
+                .detail("policy", name.as_str())
+                .detail("operation", "put")
+                .detail(
+                    "document",
+                    serde_json::to_value(&document).unwrap_or_default(),
+                ),
+        )
+        .await?;
     let now = Utc::now();
     state
         .store
@@ -297,6 +327,14 @@ pub async fn delete_policy(
 ) -> Result<HttpResponse, ApiError> {
     let name = policy_name(&name)?;
     require_admin(&state, &caller).await?;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::PolicyChange)
+                .detail("policy", name)
+                .detail("operation", "delete"),
+        )
+        .await?;
     if !state
         .store
         .delete_policy(caller.tenant.as_str(), name)
@@ -454,6 +492,14 @@ pub async fn put_group(
     }
     let names: Vec<String> = members.iter().map(|m| m.as_str().to_owned()).collect();
     state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::GroupChange)
+                .detail("group", group.as_str())
+                .detail("members", names.clone()),
+        )
+        .await?;
+    state
         .store
         .set_group_members(caller.tenant.as_str(), group.as_str(), &names)
         .await?;
@@ -516,6 +562,7 @@ pub async fn open_break_glass(
         .break_glass
         .open(
             &state.access,
+            &state.audit,
             &caller,
             GrantRequest {
                 resources: request.resources,
@@ -570,6 +617,12 @@ pub async fn end_break_glass(
     {
         require_admin(&state, &caller).await?;
     }
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::BreakGlassEnd).detail("grantId", id.to_string()),
+        )
+        .await?;
     state.break_glass.end(&caller, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -605,6 +658,16 @@ pub async fn put_kubernetes_role(
         .map_err(|(field, message)| ApiError::bad_request(field, message))?;
     let text = serde_json::to_string(&role)
         .map_err(|_| ApiError::Internal("role encoding failed".into()))?;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::AuthRoleChange)
+                .detail("role", name.as_str())
+                .detail("operation", "put")
+                .detail("principal", role.principal.as_str())
+                .detail("cluster", role.cluster.as_str()),
+        )
+        .await?;
     if !state
         .store
         .put_kubernetes_role(caller.tenant.as_str(), &name, &text, Utc::now())
@@ -632,6 +695,14 @@ pub async fn delete_kubernetes_role(
 ) -> Result<HttpResponse, ApiError> {
     let name = role_name(&name)?;
     require_admin(&state, &caller).await?;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::AuthRoleChange)
+                .detail("role", name)
+                .detail("operation", "delete"),
+        )
+        .await?;
     if state
         .store
         .delete_kubernetes_role(caller.tenant.as_str(), name)
@@ -670,32 +741,70 @@ pub struct LoginResponse {
 #[post("/v1/auth/kubernetes/login")]
 pub async fn kubernetes_login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: JsonBody<KubernetesLogin>,
 ) -> Result<HttpResponse, ApiError> {
     let login = body.0;
     let name = role_name(&login.role)
         .map_err(|_| ApiError::bad_request("role", "role: not a valid auth role name"))?;
-    let denied = |reason: String| {
-        metrics::counter!("leasehold_login_failures_total", "method" => "kubernetes").increment(1);
-        ApiError::Unauthorized(format!("login refused: {reason}"))
+    let login_event = |tenant: &str, principal: &str, decision: Decision| AuditEvent {
+        event_type: EventType::Login.as_str().to_owned(),
+        tenant_id: tenant.to_owned(),
+        environment: None,
+        path: None,
+        version: None,
+        principal: principal.to_owned(),
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        request_id: req
+            .extensions()
+            .get::<super::RequestId>()
+            .map(|r| r.0.clone()),
+        decision: decision.as_str().to_owned(),
+        detail: serde_json::json!({"method": "kubernetes", "role": name}),
+        created_at: Utc::now().trunc_subsecs(6),
     };
-    let (tenant, document) = state
-        .store
-        .find_kubernetes_role(name)
-        .await?
-        .ok_or_else(|| denied(format!("no auth role {name}")))?;
+    let refuse = |tenant: &str, reason: String| {
+        metrics::counter!("leasehold_login_failures_total", "method" => "kubernetes").increment(1);
+        let event = login_event(tenant, &format!("kubernetes-role:{name}"), Decision::Deny)
+            .detail("reason", reason.clone());
+        (
+            event,
+            ApiError::Unauthorized(format!("login refused: {reason}")),
+        )
+    };
+    let Some((tenant, document)) = state.store.find_kubernetes_role(name).await? else {
+        let (event, error) = refuse("_unknown", format!("no auth role {name}"));
+        // Refused either way; a failed audit write is counted and logged by the audit log.
+        let _ = state.audit.record(event).await;
+        return Err(error);
+    };
     let role: KubernetesRole = serde_json::from_str(&document)
         .map_err(|_| ApiError::Internal("stored auth role is not valid JSON".into()))?;
     let ttl = role
         .validate()
         .map_err(|_| ApiError::Internal("stored auth role is invalid".into()))?;
-    let workload = role.verify(&login.jwt).map_err(|e| denied(e.to_string()))?;
+    let workload = match role.verify(&login.jwt) {
+        Ok(workload) => workload,
+        Err(e) => {
+            let (event, error) = refuse(&tenant, e.to_string());
+            let _ = state.audit.record(event).await;
+            return Err(error);
+        }
+    };
     let tenant = Tenant::parse(&tenant)
         .map_err(|_| ApiError::Internal("stored auth role has an invalid tenant".into()))?;
     let created_by = format!(
         "kubernetes:{}:{}/{}",
         role.cluster, workload.namespace, workload.service_account
     );
+    state
+        .audit
+        .record(
+            login_event(tenant.as_str(), role.principal.as_str(), Decision::Allow)
+                .detail("cluster", role.cluster.as_str())
+                .detail("serviceAccount", created_by.as_str()),
+        )
+        .await?;
     let issued = state
         .tokens
         .mint(MintRequest {

@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::audit::AuditError;
 use crate::crypto::{EnvelopeError, KmsError};
 use crate::secrets::SecretError;
 use crate::store::StoreError;
@@ -34,6 +35,8 @@ pub enum ApiError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -157,6 +160,12 @@ impl ApiError {
                 let (status, code, message) = store_status(e);
                 (status, code, message.to_owned(), None)
             }
+            Self::Audit(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "audit unavailable: the operation was not performed because its audit event could not be recorded; retry later".to_owned(),
+                None,
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -242,6 +251,7 @@ mod tests {
             ),
             (SecretError::Envelope(EnvelopeError::Integrity).into(), 500),
             (ApiError::Store(StoreError::from(io())), 503),
+            (ApiError::Audit(AuditError::Unavailable), 503),
         ];
         for (error, status) in cases {
             assert_eq!(error.status_code().as_u16(), status, "case: {error:?}");

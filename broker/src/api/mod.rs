@@ -4,6 +4,7 @@
 //! description as it registers the route, so `/v1/openapi.json` cannot drift from the routes.
 
 mod access;
+mod audit;
 mod error;
 mod json;
 mod middleware;
@@ -23,6 +24,7 @@ pub use error::{ApiError, ErrorBody};
 pub use json::JsonBody;
 pub use middleware::RequestId;
 
+use crate::audit::AuditLog;
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::Kms;
 use crate::secrets::SecretService;
@@ -35,6 +37,7 @@ pub struct AppState {
     pub secrets: SecretService,
     pub tokens: TokenService,
     pub access: Access,
+    pub audit: AuditLog,
     pub break_glass: BreakGlass,
     pub metrics: PrometheusHandle,
     /// Request bodies above this many bytes are refused with 413 before they are parsed.
@@ -100,6 +103,8 @@ pub fn app(
         .service(access::get_policy)
         .service(access::delete_policy)
         .service(access::put_group)
+        .service(audit::events)
+        .service(audit::verify)
         .service(access::open_break_glass)
         .service(access::list_break_glass)
         .service(access::end_break_glass)

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{ApiError, AppState, JsonBody};
+use crate::audit::{AuditEvent, EventType};
 use crate::auth::{Action, Caller, Resource, bearer, hash_token, invalid_token};
 use crate::domain::{
     AliasName, Environment, OwnerTeam, RotationStrategy, SecretPath, VersionNumber, VersionStatus,
@@ -294,6 +295,14 @@ pub async fn create_secret(
             &Resource::secret(&request.environment, &request.path),
         )
         .await?;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::SecretCreate)
+                .secret(&request.environment, &request.path)
+                .detail("ownerTeam", request.owner_team.as_str()),
+        )
+        .await?;
     let row = state
         .secrets
         .create(
@@ -431,7 +440,14 @@ pub async fn update_secret(
     id: web::Path<Uuid>,
     body: JsonBody<UpdateSecretRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    authorized_secret(&state, &caller, *id, Action::SecretsAdmin).await?;
+    let secret = authorized_secret(&state, &caller, *id, Action::SecretsAdmin).await?;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::SecretUpdate)
+                .location(&secret.environment, &secret.path),
+        )
+        .await?;
     let request = body.0;
     let row = state
         .secrets
@@ -468,12 +484,27 @@ pub async fn create_version(
     id: web::Path<Uuid>,
     body: JsonBody<CreateVersionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    authorized_secret(&state, &caller, *id, Action::SecretsWrite).await?;
+    let secret = authorized_secret(&state, &caller, *id, Action::SecretsWrite).await?;
     let request = body.0;
     let status = match request.status {
         Some(NewVersionStatus::Pending) => InitialStatus::Pending,
         Some(NewVersionStatus::Current) | None => InitialStatus::Current,
     };
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::VersionCreate)
+                .location(&secret.environment, &secret.path)
+                .detail(
+                    "status",
+                    if status == InitialStatus::Current {
+                        "CURRENT"
+                    } else {
+                        "PENDING"
+                    },
+                ),
+        )
+        .await?;
     let created = state
         .secrets
         .add_version(
@@ -518,8 +549,18 @@ pub async fn promote_alias(
 ) -> Result<HttpResponse, ApiError> {
     let (id, alias) = path.into_inner();
     let alias = parse(AliasName::parse(&alias))?;
-    authorized_secret(&state, &caller, id, Action::SecretsRotate).await?;
+    let secret = authorized_secret(&state, &caller, id, Action::SecretsRotate).await?;
     let request = body.0;
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, EventType::AliasPromote)
+                .location(&secret.environment, &secret.path)
+                .version(request.version)
+                .detail("alias", alias.as_str())
+                .detail("expectedPreviousVersion", request.expected_previous_version),
+        )
+        .await?;
     let previous = state
         .secrets
         .promote(
@@ -549,7 +590,20 @@ async fn change_status(
         StatusChange::Destroy => Action::SecretsDestroy,
         StatusChange::Disable | StatusChange::Enable => Action::SecretsAdmin,
     };
-    authorized_secret(&state, &caller, id, action).await?;
+    let secret = authorized_secret(&state, &caller, id, action).await?;
+    let event_type = match change {
+        StatusChange::Disable => EventType::VersionDisable,
+        StatusChange::Enable => EventType::VersionEnable,
+        StatusChange::Destroy => EventType::VersionDestroy,
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::allow(&caller, event_type)
+                .location(&secret.environment, &secret.path)
+                .version(version),
+        )
+        .await?;
     let status = state
         .secrets
         .change_status(&caller.tenant, id, version, change)
@@ -692,6 +746,22 @@ pub async fn read_secret(
             &secret_path,
             selector,
             row.selected,
+        )
+        .await?;
+    // No audit, no secret: the value leaves only after its event is durable.
+    let event = match &break_glass {
+        None => AuditEvent::allow(&caller, EventType::SecretRead),
+        Some(grant) => AuditEvent::allow(&caller, EventType::BreakGlassRead)
+            .detail("grantId", grant.id.to_string())
+            .detail("reason", grant.reason.clone())
+            .detail("ticketUrl", grant.ticket_url.clone()),
+    };
+    state
+        .audit
+        .record(
+            event
+                .secret(&environment, &secret_path)
+                .version(revealed.version),
         )
         .await?;
     if let Some(grant) = &break_glass {

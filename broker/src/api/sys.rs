@@ -20,9 +20,10 @@ pub struct HealthResponse {
     status: &'static str,
     storage: ComponentHealth,
     kms: ComponentHealth,
+    audit: ComponentHealth,
 }
 
-/// Storage and KMS readiness, reported separately; 503 unless both are ready.
+/// Storage, KMS and audit readiness, reported separately; 503 unless all are ready.
 #[utoipa::path(
     tag = "sys",
     responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse))
@@ -42,11 +43,19 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             .err()
             .map(|e| format!("{} provider: {e}", state.kms.provider())),
     };
-    let healthy = storage.ok && kms.ok;
+    let audit_ok = state.audit.is_healthy();
+    let audit = ComponentHealth {
+        ok: audit_ok,
+        detail: (!audit_ok).then(|| {
+            "audit events are not being recorded: sensitive operations fail with 503".to_owned()
+        }),
+    };
+    let healthy = storage.ok && kms.ok && audit.ok;
     let body = HealthResponse {
         status: if healthy { "ok" } else { "degraded" },
         storage,
         kms,
+        audit,
     };
     if healthy {
         HttpResponse::Ok().json(body)

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use crate::api::ApiError;
+use crate::audit::{AuditEvent, AuditLog, Decision, EventType};
 use crate::domain::{Environment, SecretPath};
 use crate::policy::{Action, PolicyCache, StatementRef, Subject};
 
@@ -46,11 +47,12 @@ pub struct AccessDecision {
 
 pub struct Access {
     policies: PolicyCache,
+    audit: AuditLog,
 }
 
 impl Access {
-    pub fn new(policies: PolicyCache) -> Self {
-        Self { policies }
+    pub fn new(policies: PolicyCache, audit: AuditLog) -> Self {
+        Self { policies, audit }
     }
 
     pub fn policies(&self) -> &PolicyCache {
@@ -105,6 +107,19 @@ impl Access {
         }
         metrics::counter!("leasehold_access_denied_total", "action" => action.as_str())
             .increment(1);
+        // Every deny is audited. The request is refused either way, so a failed audit write
+        // cannot turn into access; the audit log counts and logs the failure.
+        let event = AuditEvent::by(caller, EventType::AccessDenied, Decision::Deny)
+            .detail("action", action.as_str())
+            .detail("resource", resource.as_str())
+            .detail("reason", decision.reason.clone());
+        let event = match resource.as_str().split_once('/') {
+            Some((environment, path)) => event.location(environment, path),
+            None => event,
+        };
+        if self.audit.record(event).await.is_err() {
+            tracing::error!(action = action.as_str(), "a deny could not be audited");
+        }
         Err(ApiError::Forbidden(format!(
             "{} may not {} on {}: {}",
             caller.principal,

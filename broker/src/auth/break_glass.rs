@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{Access, Action, Caller, Resource};
 use crate::alerts::AlertSink;
 use crate::api::ApiError;
+use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::policy::Glob;
 use crate::store::{GrantRow, NewGrant, Store};
 
@@ -87,6 +88,7 @@ impl BreakGlass {
     pub async fn open(
         &self,
         access: &Access,
+        audit: &AuditLog,
         caller: &Caller,
         request: GrantRequest,
     ) -> Result<Grant, ApiError> {
@@ -126,6 +128,16 @@ impl BreakGlass {
         let now = Utc::now();
         let expires_at = now + chrono::Duration::minutes(i64::from(request.duration_minutes));
         let id = Uuid::new_v4();
+        audit
+            .record(
+                AuditEvent::allow(caller, EventType::BreakGlassGrant)
+                    .detail("grantId", id.to_string())
+                    .detail("resources", request.resources.clone())
+                    .detail("reason", request.reason.clone())
+                    .detail("ticketUrl", request.ticket_url.clone())
+                    .detail("expiresAt", expires_at.to_rfc3339()),
+            )
+            .await?;
         let resources = serde_json::to_string(&request.resources)
             .map_err(|_| ApiError::Internal("grant encoding failed".into()))?;
         self.store

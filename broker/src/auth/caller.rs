@@ -8,7 +8,9 @@ use std::pin::Pin;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use uuid::Uuid;
 
-use crate::api::{ApiError, AppState};
+use actix_web::HttpMessage;
+
+use crate::api::{ApiError, AppState, RequestId};
 use crate::auth::token::is_live;
 use crate::domain::Tenant;
 use crate::policy::Subject;
@@ -29,6 +31,8 @@ pub struct Caller {
     /// The peer address of the connection (proxies are not trusted).
     pub source_ip: Option<IpAddr>,
     pub ticket: Option<String>,
+    /// The request id the audit trail records.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
@@ -76,6 +80,7 @@ pub fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 struct RequestFacts {
     source_ip: Option<IpAddr>,
     ticket: Option<String>,
+    request_id: Option<String>,
 }
 
 impl RequestFacts {
@@ -89,6 +94,7 @@ impl RequestFacts {
                 .map(str::trim)
                 .filter(|t| !t.is_empty() && t.len() <= 512)
                 .map(str::to_owned),
+            request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
         }
     }
 }
@@ -117,6 +123,7 @@ impl Caller {
             source_cluster: row.source_cluster,
             source_ip: facts.source_ip,
             ticket: facts.ticket,
+            request_id: facts.request_id,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! stale snapshot, and on PostgreSQL relies on row locks taken by the first `UPDATE`.
 
 mod access;
+mod audit;
 mod secrets;
 mod tokens;
 
@@ -20,6 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
+pub use audit::{AuditFilter, AuditRow, chain_hash};
 pub use secrets::{
     AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,

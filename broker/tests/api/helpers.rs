@@ -81,6 +81,7 @@ impl TestDb {
                 key_file: self.key_file(),
             },
             alert_webhook_url: self.alert_webhook_url.clone(),
+            audit_timeout_ms: 2000,
         }
     }
 

@@ -5,6 +5,7 @@ mod helpers;
 
 mod access;
 mod at_rest;
+mod audit;
 mod bad_input;
 mod cli;
 mod kubernetes;

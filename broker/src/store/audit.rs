@@ -1,0 +1,185 @@
+//! Rows of `audit_events` and `audit_head`: appending a batch to the hash chain in one
+//! transaction, and reading the chain back.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::AuditEvent;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub event_type: String,
+    pub tenant: String,
+    pub environment: Option<String>,
+    pub path: Option<String>,
+    pub version: Option<i64>,
+    pub principal: String,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub decision: String,
+    pub detail: String,
+    pub created_at: DateTime<Utc>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl AuditRow {
+    /// The event as it was hashed.
+    pub fn event(&self) -> AuditEvent {
+        AuditEvent {
+            event_type: self.event_type.clone(),
+            tenant_id: self.tenant.clone(),
+            environment: self.environment.clone(),
+            path: self.path.clone(),
+            version: self.version,
+            principal: self.principal.clone(),
+            source_ip: self.source_ip.clone(),
+            request_id: self.request_id.clone(),
+            decision: self.decision.clone(),
+            detail: serde_json::from_str(&self.detail).unwrap_or(serde_json::Value::Null),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The hash of event `seq` after `prev`.
+pub fn chain_hash(prev: &[u8], event: &AuditEvent, seq: i64) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(event.canonical(seq));
+    hasher.finalize().to_vec()
+}
+
+/// Filters for `GET /v1/audit/events`.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter<'a> {
+    pub tenant: &'a str,
+    pub principal: Option<&'a str>,
+    pub path_prefix: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub decision: Option<&'a str>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+const AUDIT_COLUMNS: &str = "seq, event_type, tenant, environment, path, version, principal, \
+     source_ip, request_id, decision, detail, created_at, prev_hash, hash";
+
+impl Store {
+    /// Appends `events` to the chain in one transaction, after the head row is locked, so events
+    /// from every replica form a single chain.
+    ///
+    /// # Errors
+    /// Storage errors; nothing of the batch is written then.
+    pub async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            // Locks the head: on SQLite the write transaction already holds the database lock.
+            sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            let (mut seq, mut prev): (i64, Vec<u8>) =
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            for event in events {
+                seq += 1;
+                let hash = chain_hash(&prev, event, seq);
+                let detail = serde_json::to_string(&event.detail).unwrap_or_else(|_| "{}".into());
+                sqlx::query(
+                    "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
+                     source_ip, request_id, decision, detail, created_at, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(seq)
+                .bind(&event.event_type)
+                .bind(&event.tenant_id)
+                .bind(&event.environment)
+                .bind(&event.path)
+                .bind(event.version)
+                .bind(&event.principal)
+                .bind(&event.source_ip)
+                .bind(&event.request_id)
+                .bind(&event.decision)
+                .bind(detail)
+                .bind(event.created_at)
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+                prev = hash;
+            }
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(&prev)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Up to `limit` events of the whole chain after `after_seq`, in order (for verification).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn audit_chain_page(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRow>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The chain head: last sequence number and hash.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// A tenant's events matching `filter`, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn query_audit(&self, filter: &AuditFilter<'_>) -> StoreResult<Vec<AuditRow>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE tenant = $1 \
+             AND ($2 IS NULL OR principal = $2) \
+             AND ($3 IS NULL OR substr(COALESCE(environment, '') || '/' || COALESCE(path, ''), 1, length($3)) = $3) \
+             AND ($4 IS NULL OR event_type = $4) \
+             AND ($5 IS NULL OR decision = $5) \
+             AND ($6 IS NULL OR created_at >= $6) \
+             AND ($7 IS NULL OR created_at < $7) \
+             AND seq > $8 ORDER BY seq LIMIT $9"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
+                .bind(filter.tenant)
+                .bind(filter.principal)
+                .bind(filter.path_prefix)
+                .bind(filter.event_type)
+                .bind(filter.decision)
+                .bind(filter.since)
+                .bind(filter.until)
+                .bind(filter.after_seq)
+                .bind(filter.limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}

@@ -1,0 +1,308 @@
+//! The audit trail: events for allowed and denied operations, no plaintext in them, a hash chain
+//! that detects tampering, and fail-closed behaviour when the audit write fails or hangs.
+
+use std::time::{Duration, Instant};
+
+use leasehold_broker::store::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::on_both_stores;
+
+const CANARY: &str = "CANARY-audit-5d1e-never-logged";
+
+async fn events(app: &TestApp, query: &str) -> Vec<Value> {
+    let (status, page) = app
+        .get(&format!("/v1/audit/events?limit=1000{query}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["events"].as_array().expect("events").clone()
+}
+
+async fn verify(app: &TestApp) -> Value {
+    let (status, report) = app.post("/v1/audit/verify", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    report
+}
+
+on_both_stores!(
+    operations_are_audited_without_plaintext,
+    |app: TestApp| async move {
+        let id = app.create_secret("prod", "payments/audited").await;
+        app.put_version(&id, CANARY, "CURRENT").await;
+        let (status, _) = app.get("/v1/secrets/prod/payments/audited").await;
+        assert_eq!(status, StatusCode::OK);
+        let outsider = app.token_for("service:prod:outsider", json!({})).await;
+        let (status, _) = app
+            .request_as(
+                &outsider,
+                Method::GET,
+                "/v1/secrets/prod/payments/audited",
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let all = events(&app, "").await;
+        let types: Vec<&str> = all
+            .iter()
+            .map(|e| e["eventType"].as_str().expect("type"))
+            .collect();
+        for expected in [
+            "SECRET_CREATE",
+            "VERSION_CREATE",
+            "SECRET_READ",
+            "TOKEN_MINT",
+            "ACCESS_DENIED",
+        ] {
+            assert!(
+                types.contains(&expected),
+                "{expected} missing from {types:?}"
+            );
+        }
+        let read = &events(&app, "&eventType=SECRET_READ").await[0];
+        assert_eq!(read["environment"], "prod");
+        assert_eq!(read["path"], "payments/audited");
+        assert_eq!(read["version"], 1);
+        assert_eq!(read["principal"], "user:test-admin");
+        assert_eq!(read["decision"], "ALLOW");
+        assert_eq!(read["tenantId"], "default");
+        assert!(
+            read["requestId"]
+                .as_str()
+                .expect("request id")
+                .starts_with("req_")
+        );
+        let denied = events(&app, "&decision=DENY").await;
+        assert_eq!(denied.len(), 1);
+        assert_eq!(denied[0]["principal"], "service:prod:outsider");
+        assert_eq!(denied[0]["detail"]["action"], "secrets:read");
+        let by_principal = events(&app, "&principal=service:prod:outsider").await;
+        assert_eq!(by_principal.len(), 1);
+        let by_prefix = events(&app, "&pathPrefix=prod/payments/").await;
+        assert!(by_prefix.len() >= 3);
+
+        let text = serde_json::to_string(&all).expect("json");
+        assert!(!text.contains(CANARY), "a value reached the audit trail");
+        assert!(
+            !text.contains(&app.token) && !text.contains(&outsider),
+            "a token reached the audit trail"
+        );
+        let report = verify(&app).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert!(report["events"].as_i64().expect("count") >= 5);
+
+        let (status, _) = app
+            .request_as(&outsider, Method::GET, "/v1/audit/events", None, &[])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "audit:read is required");
+        app.cleanup().await;
+    }
+);
+
+async fn execute(store: &Store, sql: &str) {
+    match store {
+        Store::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Store::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .expect(sql);
+}
+
+async fn tamper_case(backend: Backend, name: &str, statements: &[&str], broken_at: i64) {
+    let app = spawn_app(backend).await;
+    for n in 0..4 {
+        app.create_secret("prod", &format!("chain/s{n}")).await;
+    }
+    assert_eq!(verify(&app).await["ok"], true, "{name}: intact chain");
+    for sql in statements {
+        execute(&app.store, sql).await;
+    }
+    let report = verify(&app).await;
+    assert_eq!(report["ok"], false, "{name}: tampering detected: {report}");
+    assert_eq!(
+        report["brokenAt"], broken_at,
+        "{name}: first broken link: {report}"
+    );
+    app.cleanup().await;
+}
+
+async fn tampering_is_detected(backend: Backend) {
+    // Events 1-4 are TOKEN_MINT-free SECRET_CREATEs (the admin token is minted directly).
+    tamper_case(
+        backend,
+        "edit",
+        &["UPDATE audit_events SET principal = 'user:someone-else' WHERE seq = 2"],
+        2,
+    )
+    .await;
+    tamper_case(
+        backend,
+        "delete in the middle",
+        &["DELETE FROM audit_events WHERE seq = 3"],
+        3,
+    )
+    .await;
+    tamper_case(
+        backend,
+        "delete the newest",
+        &["DELETE FROM audit_events WHERE seq = 4"],
+        4,
+    )
+    .await;
+    tamper_case(
+        backend,
+        "insert",
+        &["INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, source_ip, request_id, decision, detail, created_at, prev_hash, hash) \
+           SELECT 5, event_type, tenant, environment, path, version, principal, source_ip, request_id, decision, detail, created_at, hash, hash FROM audit_events WHERE seq = 4"],
+        5,
+    )
+    .await;
+    tamper_case(
+        backend,
+        "reorder",
+        &[
+            "UPDATE audit_events SET seq = 100 WHERE seq = 2",
+            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+            "UPDATE audit_events SET seq = 3 WHERE seq = 100",
+        ],
+        2,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_detected_sqlite() {
+    tampering_is_detected(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_detected_postgres() {
+    tampering_is_detected(Backend::Postgres).await;
+}
+
+const BREAK_SQLITE: &str = "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END";
+const BREAK_POSTGRES: [&str; 2] = [
+    "CREATE FUNCTION audit_broken() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected audit failure'; END $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_broken()",
+];
+
+on_both_stores!(
+    a_failing_audit_write_fails_closed,
+    |app: TestApp| async move {
+        let id = app.create_secret("prod", "payments/closed").await;
+        app.put_version(&id, CANARY, "CURRENT").await;
+        let before = app.snapshot().await;
+        match &app.store {
+            Store::Sqlite(_) => execute(&app.store, BREAK_SQLITE).await,
+            Store::Postgres(_) => {
+                for sql in BREAK_POSTGRES {
+                    execute(&app.store, sql).await;
+                }
+            }
+        }
+        let (status, body) = app.get("/v1/secrets/prod/payments/closed").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "audit_unavailable");
+        assert!(!body.to_string().contains(CANARY), "no audit, no secret");
+        let (status, _) = app
+            .post(
+                &format!("/v1/secrets/{id}/versions"),
+                json!({"value":"new","status":"CURRENT"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = app
+            .post(
+                "/v1/secrets",
+                json!({"environment":"prod","path":"payments/new","ownerTeam":"p"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(app.snapshot().await, before, "nothing changed");
+        let (status, health) = app.get("/v1/sys/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+        assert_eq!(health["audit"]["ok"], false);
+        assert_eq!(health["storage"]["ok"], true);
+        let (status, _) = app.get("/v1/auth/self").await;
+        assert_eq!(status, StatusCode::OK, "the server keeps answering");
+
+        match &app.store {
+            Store::Sqlite(_) => execute(&app.store, "DROP TRIGGER audit_broken").await,
+            Store::Postgres(_) => {
+                execute(&app.store, "DROP TRIGGER audit_broken ON audit_events").await
+            }
+        }
+        let (status, read) = app.get("/v1/secrets/prod/payments/closed").await;
+        assert_eq!(status, StatusCode::OK, "recovers without a restart: {read}");
+        let (status, _) = app.get("/v1/sys/health").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(verify(&app).await["ok"], true);
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    a_hanging_audit_write_answers_503_in_time,
+    |app: TestApp| async move {
+        let id = app.create_secret("prod", "payments/hang").await;
+        app.put_version(&id, "hang-value", "CURRENT").await;
+        // Another session takes the audit head's lock and sits on it.
+        let blocker = match &app.store {
+            Store::Sqlite(_) => {
+                let pool = sqlx::SqlitePool::connect(&app.db.url)
+                    .await
+                    .expect("second connection");
+                let mut conn = pool.acquire().await.expect("conn");
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("lock");
+                Box::new((pool, conn)) as Box<dyn std::any::Any + Send>
+            }
+            Store::Postgres(_) => {
+                let pool = sqlx::PgPool::connect(&app.db.url)
+                    .await
+                    .expect("second connection");
+                let mut tx = pool.begin().await.expect("begin");
+                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await
+                    .expect("lock");
+                Box::new((pool, tx)) as Box<dyn std::any::Any + Send>
+            }
+        };
+        let started = Instant::now();
+        let (status, body) = app.get("/v1/secrets/prod/payments/hang").await;
+        let waited = started.elapsed();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "answered within the audit timeout, not frozen: {waited:?}"
+        );
+        let (status, _) = app.get("/v1/auth/self").await;
+        assert_eq!(status, StatusCode::OK, "other requests are still served");
+        drop(blocker);
+        // The stuck batch finishes or fails once the lock is gone; then reads work again.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, _) = app.get("/v1/secrets/prod/payments/hang").await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "audit recovers after the lock is released"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        app.cleanup().await;
+    }
+);
