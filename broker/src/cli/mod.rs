@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod bench;
 mod client;
 mod secret;
@@ -54,6 +55,9 @@ enum Command {
     BreakGlass(access::BreakGlassCommand),
     /// Show who the current token speaks for.
     Whoami,
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Static secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Token(command) => access::token(&cli.client, command).await,
         Command::Group(command) => access::group(&cli.client, command).await,
         Command::BreakGlass(command) => access::break_glass(&cli.client, command).await,
+        Command::Audit(command) => audit::run(&cli.client, command).await,
         Command::Whoami => access::whoami(&cli.client).await,
         Command::Secret(args) => secret::run(&cli.client, args).await,
         Command::Bench(command) => bench::run(&cli.client, command).await,

@@ -227,6 +227,22 @@ on_both_stores!(cli_round_trip, |app: TestApp| async move {
     assert!(ok);
     assert_eq!(out.trim(), "user:test-admin (tenant default)");
 
+    let (ok, out, err) = leasehold(&app, &["audit", "verify"], None).await;
+    assert!(ok, "audit verify: {out} {err}");
+    assert!(out.starts_with("Audit chain intact"), "{out}");
+    let (ok, out, _) = leasehold(
+        &app,
+        &["audit", "query", "--event-type", "SECRET_READ"],
+        None,
+    )
+    .await;
+    assert!(ok);
+    assert!(
+        out.contains("SECRET_READ") && out.contains("prod/payments/cli-key"),
+        "{out}"
+    );
+    assert!(!out.contains("from-stdin"), "audit never shows values");
+
     let (ok, _, err) = leasehold(&app, &["secret", "get", "prod/payments/missing"], None).await;
     assert!(!ok);
     assert!(err.contains("HTTP 404"), "{err}");
