@@ -218,6 +218,11 @@ impl SecretService {
                 created_at: now,
                 expires_at,
             }),
+            AliasMove::Conflict {
+                actual: Some(newer),
+            } => Err(SecretError::Conflict(format!(
+                "version {version} was stored as PENDING: version {newer} became current while it was being written; promote it with expectedPreviousVersion {newer} if it should be current"
+            ))),
             _ => Err(SecretError::SecretNotFound(id.to_string())),
         }
     }

@@ -60,7 +60,8 @@ pub struct MintTokenRequest {
     mfa: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: it holds a token's text.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MintTokenResponse {
     /// Shown once; only its hash is stored.
@@ -490,7 +491,12 @@ pub async fn put_group(
             "members: groups cannot contain groups",
         ));
     }
-    let names: Vec<String> = members.iter().map(|m| m.as_str().to_owned()).collect();
+    let names: Vec<String> = members
+        .iter()
+        .map(|m| m.as_str().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     state
         .audit
         .record(
@@ -656,6 +662,11 @@ pub async fn put_kubernetes_role(
     let role = body.0;
     role.validate()
         .map_err(|(field, message)| ApiError::bad_request(field, message))?;
+    if role.jwks_file.is_some() && !caller.is_admin {
+        return Err(ApiError::Forbidden(
+            "jwksFile makes the broker read a file on its host: only an administrator token may set it; give the keys inline as jwks".into(),
+        ));
+    }
     let text = serde_json::to_string(&role)
         .map_err(|_| ApiError::Internal("role encoding failed".into()))?;
     state
@@ -722,7 +733,8 @@ pub struct KubernetesLogin {
     jwt: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: it holds a token's text.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
     token: String,

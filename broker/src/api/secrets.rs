@@ -490,6 +490,17 @@ pub async fn create_version(
         Some(NewVersionStatus::Pending) => InitialStatus::Pending,
         Some(NewVersionStatus::Current) | None => InitialStatus::Current,
     };
+    if status == InitialStatus::Current {
+        // Making the new version current moves the `current` alias: that is rotating.
+        state
+            .access
+            .authorize(
+                &caller,
+                Action::SecretsRotate,
+                &Resource::from_text(&format!("{}/{}", secret.environment, secret.path)),
+            )
+            .await?;
+    }
     state
         .audit
         .record(
@@ -732,7 +743,7 @@ pub async fn read_secret(
         Err(denied @ ApiError::Forbidden(_)) => Some(
             state
                 .break_glass
-                .covering(&caller, &resource)
+                .authorize_read(&state.access, &caller, &resource)
                 .await?
                 .ok_or(denied)?,
         ),

@@ -27,6 +27,7 @@ pub struct GrantRequest {
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub id: Uuid,
+    token_id: String,
     pub principal: String,
     pub resources: Vec<String>,
     pub reason: String,
@@ -40,6 +41,7 @@ impl Grant {
         Some(Self {
             resources: serde_json::from_str(&row.resources).ok()?,
             id: row.id,
+            token_id: row.token_id,
             principal: row.principal,
             reason: row.reason,
             ticket_url: row.ticket_url,
@@ -143,6 +145,7 @@ impl BreakGlass {
         self.store
             .insert_grant(&NewGrant {
                 id,
+                token_id: &caller.token_id.to_string(),
                 tenant: caller.tenant.as_str(),
                 principal: &caller.principal,
                 resources: &resources,
@@ -160,6 +163,7 @@ impl BreakGlass {
         }));
         Ok(Grant {
             id,
+            token_id: caller.token_id.to_string(),
             principal: caller.principal.clone(),
             resources: request.resources,
             reason: request.reason,
@@ -189,20 +193,36 @@ impl BreakGlass {
             .collect())
     }
 
-    /// The caller's active grant covering `resource`, if any.
+    /// The grant a read of `resource` that policies denied may proceed under: an open grant of
+    /// this very token that covers the resource, while policies still give the caller
+    /// `secrets:read-break-glass` on that exact resource (the grant's ticket counting as the
+    /// request's). A grant never reaches past a later deny, another token, or a removed policy.
     ///
     /// # Errors
-    /// Storage errors.
-    pub async fn covering(
+    /// Storage errors, or a policy set that cannot be loaded.
+    pub async fn authorize_read(
         &self,
+        access: &Access,
         caller: &Caller,
         resource: &Resource,
     ) -> Result<Option<Grant>, ApiError> {
-        Ok(self
+        let token_id = caller.token_id.to_string();
+        let Some(grant) = self
             .active(caller, Some(&caller.principal))
             .await?
             .into_iter()
-            .find(|g| g.covers(resource.as_str())))
+            .find(|g| g.token_id == token_id && g.covers(resource.as_str()))
+        else {
+            return Ok(None);
+        };
+        let with_ticket = Caller {
+            ticket: Some(grant.ticket_url.clone()),
+            ..caller.clone()
+        };
+        let decision = access
+            .decide(&with_ticket, Action::SecretsReadBreakGlass, resource)
+            .await?;
+        Ok(decision.allowed.then_some(grant))
     }
 
     /// Records and alerts one read under `grant`.

@@ -86,7 +86,8 @@ struct RequestFacts {
 impl RequestFacts {
     fn of(req: &HttpRequest) -> Self {
         Self {
-            source_ip: req.peer_addr().map(|a| a.ip()),
+            // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d.
+            source_ip: req.peer_addr().map(|a| a.ip().to_canonical()),
             ticket: req
                 .headers()
                 .get(TICKET_HEADER)

@@ -44,6 +44,8 @@ pub struct KubernetesRole {
     pub ttl: String,
 }
 
+const MAX_JWKS_BYTES: u64 = 1024 * 1024;
+
 fn default_ttl() -> String {
     "1h".into()
 }
@@ -123,10 +125,18 @@ impl KubernetesRole {
     fn key_set(&self) -> Result<JwkSet, LoginError> {
         match (&self.jwks, &self.jwks_file) {
             (Some(set), _) => Ok(set.clone()),
-            (None, Some(path)) => std::fs::read(path)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .ok_or(LoginError::Jwks),
+            (None, Some(path)) => {
+                // Only regular files of bounded size: a JWKS is a few kilobytes.
+                let readable =
+                    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_JWKS_BYTES);
+                if !readable {
+                    return Err(LoginError::Jwks);
+                }
+                std::fs::read(path)
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                    .ok_or(LoginError::Jwks)
+            }
             (None, None) => Err(LoginError::Jwks),
         }
     }

@@ -67,7 +67,7 @@ enum Command {
 }
 
 /// Where the API is and who is calling; shared by every client command.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ClientArgs {
     /// Broker address.
     #[arg(
@@ -86,6 +86,17 @@ pub struct ClientArgs {
     /// Print the API's JSON instead of human output.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl std::fmt::Debug for ClientArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientArgs")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert)
+            .field("json", &self.json)
+            .finish()
+    }
 }
 
 /// Runs one command; the exit code is 0 on success, 1 on failure.

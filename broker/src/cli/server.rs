@@ -12,7 +12,7 @@ use crate::settings::{DEFAULT_LISTEN, Settings};
 use crate::startup::{self, Application};
 use crate::telemetry;
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ServerArgs {
     /// Embedded default: SQLite and a local master key in --data-dir, root token on stdout.
     #[arg(long, conflicts_with = "config")]
@@ -37,6 +37,22 @@ pub struct ServerArgs {
         requires = "dev"
     )]
     dev_root_token: Option<String>,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArgs")
+            .field("dev", &self.dev)
+            .field("ephemeral", &self.ephemeral)
+            .field("data_dir", &self.data_dir)
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field(
+                "dev_root_token",
+                &self.dev_root_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 pub async fn run(args: ServerArgs) -> Result<(), CliError> {

@@ -130,9 +130,10 @@ impl LocalKms {
             serde_json::from_slice(&raw).map_err(|_| malformed("not the expected JSON shape"))?;
         let mut keys = BTreeMap::new();
         for entry in file.keys {
+            let encoded = Zeroizing::new(entry.key);
             let bytes = Zeroizing::new(
                 STANDARD
-                    .decode(entry.key.as_bytes())
+                    .decode(encoded.as_bytes())
                     .map_err(|_| malformed("a key is not base64"))?,
             );
             let key: [u8; 32] = bytes
@@ -156,7 +157,20 @@ impl LocalKms {
     /// When the ring cannot be loaded or rewritten.
     pub fn rotate_file(path: &Path) -> Result<String, KeyRingError> {
         let mut ring = Self::load(path)?;
-        let id = new_key_id(ring.keys.len());
+        // One past the highest numbered id, so no existing key is ever replaced.
+        let highest = ring
+            .keys
+            .keys()
+            .filter_map(|id| id.strip_prefix("local-")?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        let id = new_key_id(highest.max(ring.keys.len()));
+        if ring.keys.contains_key(&id) {
+            return Err(KeyRingError::Malformed {
+                path: path.to_owned(),
+                reason: format!("key id {id} already exists"),
+            });
+        }
         ring.keys.insert(id.clone(), random_key());
         ring.active_key_id = id.clone();
         ring.replace_file(path)?;

@@ -60,7 +60,7 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip) {
+        match (self.network, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -361,5 +361,9 @@ mod tests {
                 .contains("::1".parse().expect("ip"))
         );
         assert!(Cidr::parse("nonsense").is_none());
+        assert!(
+            block.contains("::ffff:10.2.4.17".parse().expect("mapped")),
+            "IPv4-mapped IPv6"
+        );
     }
 }

@@ -66,33 +66,74 @@ impl Glob {
     }
 }
 
+/// One position of the pattern automaton.
+#[derive(Clone, Copy)]
+enum State {
+    Byte(u8),
+    /// Consumes any byte but `/`, or nothing.
+    Star,
+    /// Consumes any byte, or nothing.
+    DoubleStar,
+}
+
+/// Simulates the pattern as an automaton over the text: `active[i]` says the first `i` states
+/// can match the text read so far. Time is O(pattern × text) whatever the pattern, so no
+/// pattern can make a decision slow.
 fn match_tokens(tokens: &[Token], text: &str) -> bool {
-    let Some((first, rest)) = tokens.split_first() else {
-        return text.is_empty();
-    };
-    match first {
-        Token::Literal(literal) => text
-            .strip_prefix(literal.as_str())
-            .is_some_and(|remaining| match_tokens(rest, remaining)),
-        Token::Star | Token::DoubleStar => {
-            let crosses = matches!(first, Token::DoubleStar);
-            // Try every split point, shortest first; a `*` stops at the first `/`.
-            for (index, c) in text.char_indices() {
-                if match_tokens(rest, &text[index..]) {
-                    return true;
-                }
-                if c == '/' && !crosses {
-                    return false;
-                }
+    let states: Vec<State> = tokens
+        .iter()
+        .flat_map(|token| match token {
+            Token::Literal(literal) => literal.bytes().map(State::Byte).collect::<Vec<_>>(),
+            Token::Star => vec![State::Star],
+            Token::DoubleStar => vec![State::DoubleStar],
+        })
+        .collect();
+    let n = states.len();
+    // A wildcard may match nothing, so reaching it also reaches the state after it.
+    let skip_empty = |active: &mut [bool]| {
+        for i in 0..n {
+            if active[i] && !matches!(states[i], State::Byte(_)) {
+                active[i + 1] = true;
             }
-            match_tokens(rest, "")
         }
+    };
+    let mut active = vec![false; n + 1];
+    active[0] = true;
+    skip_empty(&mut active);
+    for c in text.bytes() {
+        let mut next = vec![false; n + 1];
+        for i in (0..n).filter(|&i| active[i]) {
+            match states[i] {
+                State::Byte(b) if b == c => next[i + 1] = true,
+                State::Star if c != b'/' => next[i] = true,
+                State::DoubleStar => next[i] = true,
+                _ => {}
+            }
+        }
+        skip_empty(&mut next);
+        if !next.contains(&true) {
+            return false;
+        }
+        active = next;
     }
+    active[n]
 }
 
 #[cfg(test)]
 mod tests {
     use super::Glob;
+
+    #[test]
+    fn adversarial_patterns_stay_fast() {
+        let pattern = format!("{}**Q", "**e".repeat(150));
+        let text = "e".repeat(600);
+        let started = std::time::Instant::now();
+        assert!(!Glob::new(&pattern).matches(&text));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "linear, not exponential"
+        );
+    }
 
     #[test]
     fn wildcard_semantics() {

@@ -12,6 +12,7 @@ mod glob;
 pub mod synthetic;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ const REFRESH: Duration = Duration::from_secs(2);
 pub struct PolicyCache {
     store: Store,
     tenants: RwLock<HashMap<String, (Instant, Arc<PolicySet>)>>,
+    /// Bumped by every invalidation, so a load that raced with a write is not cached.
+    generation: AtomicU64,
 }
 
 impl PolicyCache {
@@ -40,6 +43,7 @@ impl PolicyCache {
         Self {
             store,
             tenants: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -54,8 +58,11 @@ impl PolicyCache {
         {
             return Ok(set.clone());
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let set = Arc::new(self.load(tenant).await?);
-        if let Ok(mut tenants) = self.tenants.write() {
+        if let Ok(mut tenants) = self.tenants.write()
+            && self.generation.load(Ordering::Acquire) == generation
+        {
             tenants.insert(tenant.to_owned(), (Instant::now(), set.clone()));
         }
         Ok(set)
@@ -63,6 +70,7 @@ impl PolicyCache {
 
     /// Forgets a tenant's set after a write, so the next decision reloads it.
     pub fn invalidate(&self, tenant: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut tenants) = self.tenants.write() {
             tenants.remove(tenant);
         }

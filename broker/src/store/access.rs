@@ -23,10 +23,13 @@ pub struct GrantRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+    pub token_id: String,
 }
 
 pub struct NewGrant<'a> {
     pub id: Uuid,
+    /// The token that opened the grant; only that token can read under it.
+    pub token_id: &'a str,
     pub tenant: &'a str,
     pub principal: &'a str,
     pub resources: &'a str,
@@ -37,7 +40,7 @@ pub struct NewGrant<'a> {
 }
 
 const GRANT_COLUMNS: &str =
-    "id, principal, resources, reason, ticket_url, created_at, expires_at, ended_at";
+    "id, principal, resources, reason, ticket_url, created_at, expires_at, ended_at, token_id";
 
 impl Store {
     /// Creates or replaces a policy document.
@@ -148,8 +151,8 @@ impl Store {
     pub async fn insert_grant(&self, grant: &NewGrant<'_>) -> StoreResult<()> {
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO break_glass_grants (id, tenant, principal, resources, reason, ticket_url, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO break_glass_grants (id, tenant, principal, resources, reason, ticket_url, created_at, expires_at, token_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(grant.id)
             .bind(grant.tenant)
@@ -159,6 +162,7 @@ impl Store {
             .bind(grant.ticket_url)
             .bind(grant.now)
             .bind(grant.expires_at)
+            .bind(grant.token_id)
             .execute(pool)
             .await?;
         });

@@ -351,6 +351,12 @@ impl Store {
             let mut previous = None;
             if make_current {
                 previous = alias_target!(tx, new.secret_id, "current");
+                // A newer version became current while this one was being sealed: keep the
+                // newer one, store this one as PENDING, and say so.
+                if let Some(newer) = previous.filter(|p| *p > new.version) {
+                    tx.commit().await?;
+                    return Ok(AliasMove::Conflict { actual: Some(newer) });
+                }
                 move_current!(tx, new.secret_id, new.version, previous, new.now);
             }
             tx.commit().await?;

@@ -607,6 +607,41 @@ async fn break_glass_grants_work_expire_and_alert() {
         !alert.to_string().contains("glass-value"),
         "alerts never carry values"
     );
+    let (status, _) = app
+        .request_as(
+            &without_mfa,
+            Method::GET,
+            "/v1/secrets/prod/payments/stripe-api-key",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a grant belongs to the token that opened it"
+    );
+    put_policy(&app, "freeze", json!([
+        {"effect":"deny","principal":"group:payments-oncall","actions":["secrets:read-break-glass"],"resources":["prod/payments/stripe-api-key"]},
+    ])).await;
+    let (status, _) = app
+        .request_as(
+            &alice,
+            Method::GET,
+            "/v1/secrets/prod/payments/stripe-api-key",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a later deny wins over an open grant"
+    );
+    let (status, _) = app
+        .request(Method::DELETE, "/v1/policies/freeze", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let metrics = app
         .http
         .get(format!("{}/metrics", app.addr))
