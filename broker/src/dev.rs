@@ -78,6 +78,7 @@ impl DevMode {
             kms,
             alert_webhook_url: None,
             audit_timeout_ms: 2000,
+            audit_sink: None,
         })
     }
 

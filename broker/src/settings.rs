@@ -62,6 +62,9 @@ pub struct Settings {
     /// A request whose audit event is not durable within this many milliseconds fails with 503.
     #[serde(default = "default_audit_timeout_ms")]
     pub audit_timeout_ms: u64,
+    /// Also stream every audit event as a JSON line to a file or stdout.
+    #[serde(default)]
+    pub audit_sink: Option<crate::audit::SinkSettings>,
 }
 
 fn default_audit_timeout_ms() -> u64 {

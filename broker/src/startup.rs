@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::alerts::AlertSink;
 use crate::api::{self, AppState};
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, JsonLinesSink};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
 use crate::policy::PolicyCache;
@@ -89,7 +89,14 @@ impl Application {
                 source,
             })?
             .port();
-        let audit = AuditLog::start(store.clone(), settings.audit_timeout());
+        if cfg!(feature = "bench-without-audit") {
+            tracing::warn!("benchmark build: audit events are NOT recorded");
+        }
+        let sink = settings
+            .audit_sink
+            .as_ref()
+            .map(|sink| JsonLinesSink::new(sink, settings.audit_timeout()));
+        let audit = AuditLog::start(store.clone(), settings.audit_timeout(), sink);
         let state = web::Data::new(AppState {
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),

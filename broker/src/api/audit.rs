@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, AppState};
 use crate::audit::{AuditEvent, VerifyReport, verify_chain};
 use crate::auth::{Action, Caller, Resource};
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, SummaryKind};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -116,4 +116,77 @@ pub async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
         .authorize(&caller, Action::AuditRead, &Resource::tenant_wide())
         .await?;
     Ok(HttpResponse::Ok().json(verify_chain(&state.store).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Start of the window (default: 30 days ago). For `stale-secrets`: secrets with no version
+    /// created since this time.
+    since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryLine {
+    /// A principal, `environment/path`, `principal environment/path`, or an owner team.
+    subject: String,
+    /// Events counted (for `stale-secrets`: the secret's latest version number).
+    count: i64,
+    last_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    kind: String,
+    since: DateTime<Utc>,
+    rows: Vec<SummaryLine>,
+}
+
+/// Summaries: `reads-by-principal`, `reads-by-secret`, `break-glass-reads`, `denied-reads`,
+/// `rotations-by-team`, `stale-secrets`.
+#[utoipa::path(
+    tag = "audit",
+    params(("kind" = String, Path), SummaryQuery),
+    responses((status = 200, body = Summary), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[get("/v1/audit/summary/{kind}")]
+pub async fn summary(
+    state: web::Data<AppState>,
+    caller: Caller,
+    kind: web::Path<String>,
+    query: web::Query<SummaryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let parsed = SummaryKind::parse(&kind).ok_or_else(|| {
+        ApiError::bad_request(
+            "kind",
+            "kind: one of reads-by-principal, reads-by-secret, break-glass-reads, denied-reads, rotations-by-team, stale-secrets",
+        )
+    })?;
+    state
+        .access
+        .authorize(&caller, Action::AuditRead, &Resource::tenant_wide())
+        .await?;
+    let since = query
+        .since
+        .unwrap_or_else(|| Utc::now() - chrono::Duration::days(30));
+    let rows = state
+        .store
+        .audit_summary(caller.tenant.as_str(), parsed, since)
+        .await?;
+    Ok(HttpResponse::Ok().json(Summary {
+        kind: kind.into_inner(),
+        since,
+        rows: rows
+            .into_iter()
+            .map(|r| SummaryLine {
+                subject: r.subject,
+                count: r.count,
+                last_at: r.last_at,
+            })
+            .collect(),
+    }))
 }

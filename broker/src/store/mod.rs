@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
-pub use audit::{AuditFilter, AuditRow, chain_hash};
+pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
 pub use secrets::{
     AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,

@@ -84,6 +84,50 @@ on_both_stores!(
         let by_prefix = events(&app, "&pathPrefix=prod/payments/").await;
         assert!(by_prefix.len() >= 3);
 
+        let v2 = app.put_version(&id, "second", "PENDING").await;
+        let (status, _) = app
+            .post(
+                &format!("/v1/secrets/{id}/aliases/current"),
+                json!({"version": v2, "expectedPreviousVersion": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let summary = |kind: &'static str, query: &'static str| {
+            let app = &app;
+            async move {
+                let (status, body) = app.get(&format!("/v1/audit/summary/{kind}{query}")).await;
+                assert_eq!(status, StatusCode::OK, "{kind}: {body}");
+                body["rows"].as_array().expect("rows").clone()
+            }
+        };
+        let rows = summary("reads-by-principal", "").await;
+        assert_eq!(
+            (rows[0]["subject"].clone(), rows[0]["count"].clone()),
+            (json!("user:test-admin"), json!(1))
+        );
+        let rows = summary("reads-by-secret", "").await;
+        assert_eq!(rows[0]["subject"], "prod/payments/audited");
+        let rows = summary("denied-reads", "").await;
+        assert_eq!(
+            rows[0]["subject"],
+            "service:prod:outsider prod/payments/audited"
+        );
+        let rows = summary("rotations-by-team", "").await;
+        assert_eq!(
+            (rows[0]["subject"].clone(), rows[0]["count"].clone()),
+            (json!("payments"), json!(1))
+        );
+        assert_eq!(summary("break-glass-reads", "").await.len(), 0);
+        assert_eq!(
+            summary("stale-secrets", "").await.len(),
+            0,
+            "nothing is older than 30 days"
+        );
+        let rows = summary("stale-secrets", "?since=2999-01-01T00:00:00Z").await;
+        assert_eq!(rows[0]["subject"], "prod/payments/audited");
+        let (status, _) = app.get("/v1/audit/summary/everything").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
         let text = serde_json::to_string(&all).expect("json");
         assert!(!text.contains(CANARY), "a value reached the audit trail");
         assert!(
@@ -306,3 +350,72 @@ on_both_stores!(
         app.cleanup().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs dir");
+    let file = logs.join("audit.jsonl");
+    let sink_path = file.to_str().expect("utf-8").to_owned();
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
+        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
+            path: sink_path,
+            required: true,
+        });
+    })
+    .await;
+    let id = app.create_secret("prod", "payments/siem").await;
+    app.put_version(&id, CANARY, "CURRENT").await;
+    let (status, _) = app.get("/v1/secrets/prod/payments/siem").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = std::fs::read_to_string(&file).expect("sink file");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["eventType"] == "SECRET_READ" && l["version"] == 1),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["seq"].is_i64() && l["hash"].is_string())
+    );
+    assert!(
+        !text.contains(CANARY) && !text.contains(&app.token),
+        "no value or token in the stream"
+    );
+
+    // Rotated away (or deleted): the sink notices and writes a fresh file.
+    std::fs::rename(&file, logs.join("audit.jsonl.1")).expect("rotate");
+    let (status, _) = app.get("/v1/secrets/prod/payments/siem").await;
+    assert_eq!(status, StatusCode::OK);
+    let fresh = std::fs::read_to_string(&file).expect("reopened sink file");
+    assert_eq!(
+        fresh.lines().count(),
+        1,
+        "the new file holds the new event: {fresh}"
+    );
+
+    // The directory is gone: a required sink fails the operation closed.
+    std::fs::remove_dir_all(&logs).expect("remove logs");
+    let (status, body) = app.get("/v1/secrets/prod/payments/siem").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(!body.to_string().contains(CANARY));
+    let (status, health) = app.get("/v1/sys/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["audit"]["ok"], false);
+
+    std::fs::create_dir(&logs).expect("logs dir again");
+    let (status, _) = app.get("/v1/secrets/prod/payments/siem").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "recovers once the sink can be written again"
+    );
+    app.cleanup().await;
+}

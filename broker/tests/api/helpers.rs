@@ -35,6 +35,7 @@ pub struct TestDb {
     pub name: String,
     pub dir: tempfile::TempDir,
     pub alert_webhook_url: Option<String>,
+    pub audit_sink: Option<leasehold_broker::audit::SinkSettings>,
 }
 
 impl TestDb {
@@ -63,6 +64,7 @@ impl TestDb {
             name,
             dir,
             alert_webhook_url: None,
+            audit_sink: None,
         }
     }
 
@@ -82,6 +84,7 @@ impl TestDb {
             },
             alert_webhook_url: self.alert_webhook_url.clone(),
             audit_timeout_ms: 2000,
+            audit_sink: self.audit_sink.clone(),
         }
     }
 
@@ -123,6 +126,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let mut settings = db.settings();
     adjust(&mut settings);
     db.alert_webhook_url = settings.alert_webhook_url;
+    db.audit_sink = settings.audit_sink;
     let db = Arc::new(db);
     let mut app = start(db, None).await;
     let tenant = Tenant::default_tenant();
