@@ -60,7 +60,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 fn rejection(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let message = describe(error.inner());
     let path = error.path().to_string();
-    let field = if path == "." || path == "?" {
+    // An unknown field's path is the caller's own key, which may be anything: never echo it.
+    let field = if message.starts_with("unknown field") {
+        None
+    } else if path == "." || path == "?" {
         message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
@@ -99,6 +102,12 @@ pub fn describe(error: &serde_json::Error) -> String {
             expected.unwrap_or_default()
         )
         .replace("one of one of", "one of")
+    } else if text.starts_with("unknown field") {
+        // The unknown name is the caller's text and may be anything, a secret included.
+        match expected {
+            Some(expected) => format!("unknown field, expected {expected}"),
+            None => "unknown field".to_owned(),
+        }
     } else if text.starts_with("invalid length") {
         format!("invalid length, expected {}", expected.unwrap_or_default())
     } else {
@@ -147,6 +156,7 @@ mod tests {
     use super::describe;
 
     #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Sample {
         version: u64,
@@ -168,6 +178,10 @@ mod tests {
             ),
             (r#"{"version":1,"status":"CANARY-1"}"#, "unknown variant"),
             (r#"{"version":-1,"status":"PENDING"}"#, "negative"),
+            (
+                r#"{"version":1,"status":"PENDING","CANARY-2":1}"#,
+                "unknown field",
+            ),
         ] {
             let err = serde_json::from_str::<Sample>(body).expect_err(case);
             let message = describe(&err);

@@ -7,6 +7,7 @@ mod access;
 mod at_rest;
 mod audit;
 mod bad_input;
+mod canary;
 mod cli;
 mod kubernetes;
 mod secrets;

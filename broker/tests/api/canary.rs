@@ -1,0 +1,253 @@
+//! No plaintext anywhere: a canary value and a canary token driven through every kind of path —
+//! success, deny, bad input, server error, break-glass — never appear in the logs (captured at
+//! debug level), the audit trail, the SIEM stream, the metrics, any response body, or the store.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Backend, contains, raw_dump, spawn_app_with};
+
+const CANARY: &str = "CANARY-7c0ffee-plaintext-must-never-leak";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test process, at debug level, as the broker formats them.
+fn captured_logs() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        capture
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_appears_nowhere() {
+    let logs = captured_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink_file = dir.path().join("audit.jsonl");
+    let sink_path = sink_file.to_str().expect("utf-8").to_owned();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
+            path: sink_path,
+            required: true,
+        });
+    })
+    .await;
+    let mut bodies = Vec::new();
+    let mut record = |label: &str, status: StatusCode, body: serde_json::Value| {
+        bodies.push(format!("{label} {status} {body}"));
+    };
+
+    for (name, statements) in [
+        (
+            "reader",
+            json!([{"effect":"allow","principal":"service:prod:canary-reader","actions":["secrets:read"],"resources":["prod/canary/*"]}]),
+        ),
+        (
+            "oncall",
+            json!([{"effect":"allow","principal":"user:oncall","actions":["secrets:read-break-glass"],"resources":["prod/canary/*"]}]),
+        ),
+    ] {
+        let (status, body) = app
+            .request(
+                Method::PUT,
+                &format!("/v1/policies/{name}"),
+                Some(json!({"statements": statements})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        record("policy", status, body);
+    }
+    let reader = app.token_for("service:prod:canary-reader", json!({})).await;
+    let outsider = app.token_for("service:prod:outsider", json!({})).await;
+    let oncall = app.token_for("user:oncall", json!({})).await;
+    let tokens = [
+        app.token.clone(),
+        reader.clone(),
+        outsider.clone(),
+        oncall.clone(),
+    ];
+
+    // Success.
+    let id = app.create_secret("prod", "canary/value").await;
+    let other = app.create_secret("prod", "canary/other").await;
+    app.put_version(&id, CANARY, "CURRENT").await;
+    app.put_version(&other, "not-the-canary", "CURRENT").await;
+    let (status, body) = app
+        .request_as(
+            &reader,
+            Method::GET,
+            "/v1/secrets/prod/canary/value",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, body["value"].clone()),
+        (StatusCode::OK, json!(CANARY)),
+        "the canary is readable where it should be"
+    );
+
+    // Deny.
+    let (status, body) = app
+        .request_as(
+            &outsider,
+            Method::GET,
+            "/v1/secrets/prod/canary/value",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    record("deny", status, body);
+
+    // Bad input carrying the canary.
+    for (label, raw) in [
+        (
+            "wrong type",
+            format!(r#"{{"value": {{"nested": "{CANARY}"}}}}"#),
+        ),
+        (
+            "unknown status",
+            format!(r#"{{"value": "x", "status": "{CANARY}"}}"#),
+        ),
+        ("truncated", format!(r#"{{"value": "{CANARY}"#)),
+        (
+            "unknown field",
+            format!(r#"{{"value": "x", "{CANARY}": 1}}"#),
+        ),
+        (
+            "too large",
+            format!(r#"{{"value": "{CANARY}{}"}}"#, "x".repeat(70 * 1024)),
+        ),
+    ] {
+        let response = app
+            .http
+            .post(format!("{}/v1/secrets/{id}/versions", app.addr))
+            .bearer_auth(&app.token)
+            .header("Content-Type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        assert!(status.is_client_error(), "{label}: {status}");
+        record(label, status, response.json().await.unwrap_or_default());
+    }
+    let (status, body) = app
+        .get(&format!("/v1/secrets/prod/canary/value?alias={CANARY}"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    record("bad alias", status, body);
+    let (status, body) = app
+        .request_as(
+            &format!("lh_{CANARY}"),
+            Method::GET,
+            "/v1/secrets/prod/canary/value",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    record("canary as a token", status, body);
+
+    // Server error: the canary's ciphertext moved onto another row.
+    app.execute(
+        "UPDATE secret_versions SET ciphertext = (SELECT v.ciphertext FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'canary/value'), \
+         wrapped_key = (SELECT v.wrapped_key FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'canary/value'), \
+         kms_key_id = (SELECT v.kms_key_id FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'canary/value') \
+         WHERE secret_id = (SELECT id FROM secrets WHERE path = 'canary/other')",
+    )
+    .await;
+    let (status, body) = app.get("/v1/secrets/prod/canary/other").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    record("integrity error", status, body);
+
+    // Break-glass.
+    let (status, body) = app
+        .request_as(&oncall, Method::POST, "/v1/break-glass", Some(json!({"resources":["prod/canary/*"],"reason":"INC-1","ticketUrl":"https://t/1","durationMinutes":5})), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .request_as(
+            &oncall,
+            Method::GET,
+            "/v1/secrets/prod/canary/value",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, body["value"].clone()),
+        (StatusCode::OK, json!(CANARY))
+    );
+
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let (_, events) = app.get("/v1/audit/events?limit=1000").await;
+    let stream = std::fs::read_to_string(&sink_file).expect("sink");
+    let store = raw_dump(&app).await;
+    let logs = logs.0.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(contains(&logs, "request served"), "logs were captured");
+    assert!(
+        events["events"].as_array().is_some_and(|e| e.len() > 10),
+        "events were recorded"
+    );
+
+    let places: [(&str, Vec<u8>); 5] = [
+        ("logs", logs),
+        ("audit events", events.to_string().into_bytes()),
+        ("SIEM stream", stream.into_bytes()),
+        ("metrics", metrics.into_bytes()),
+        ("error bodies", bodies.join("\n").into_bytes()),
+    ];
+    for (place, bytes) in &places {
+        assert!(
+            !contains(bytes, CANARY),
+            "the canary value leaked into {place}"
+        );
+        for token in &tokens {
+            assert!(!contains(bytes, token), "a token leaked into {place}");
+        }
+    }
+    assert!(
+        !contains(&store, CANARY),
+        "the canary value is in the store in plaintext"
+    );
+    for token in &tokens {
+        assert!(!contains(&store, token), "a token's text is in the store");
+    }
+    app.cleanup().await;
+}
