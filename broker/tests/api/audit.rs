@@ -419,3 +419,27 @@ async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
     );
     app.cleanup().await;
 }
+
+async fn writes(app: &TestApp, replica: usize) {
+    for n in 0..15 {
+        app.create_secret("prod", &format!("replica-{replica}/s{n}"))
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_postgres_write_one_chain() {
+    let first = spawn_app(Backend::Postgres).await;
+    let second = first.spawn_replica().await;
+    let third = first.spawn_replica().await;
+    tokio::join!(writes(&first, 1), writes(&second, 2), writes(&third, 3));
+    let report = verify(&second).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["events"], 45,
+        "every replica's events are in the one chain"
+    );
+    second.shutdown().await;
+    third.shutdown().await;
+    first.cleanup().await;
+}

@@ -179,6 +179,16 @@ impl TestApp {
         start(self.db.clone(), Some(token)).await
     }
 
+    /// A second broker on the same database and key file, as another replica would be.
+    pub async fn spawn_replica(&self) -> TestApp {
+        start(self.db.clone(), Some(self.token.clone())).await
+    }
+
+    /// Stops the server, keeping the database for the other replicas.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
     /// Stops the server and drops the test database.
     pub async fn cleanup(mut self) {
         self.stop().await;
