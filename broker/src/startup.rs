@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::alerts::AlertSink;
 use crate::api::{self, AppState};
-use crate::audit::{AuditLog, JsonLinesSink};
+use crate::audit::{AuditLog, JsonLinesSink, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
 use crate::policy::PolicyCache;
@@ -78,6 +78,7 @@ impl Application {
         store: Store,
         kms: Arc<dyn Kms>,
     ) -> Result<Self, StartupError> {
+        let token_hmac = TokenHmac::for_kms(&settings.kms)?;
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
             addr: settings.listen,
             source,
@@ -102,6 +103,7 @@ impl Application {
             tokens: TokenService::new(store.clone()),
             access: Access::new(PolicyCache::new(store.clone()), audit.clone()),
             audit,
+            token_hmac,
             break_glass: BreakGlass::new(
                 store.clone(),
                 AlertSink::new(settings.alert_webhook_url.clone()),

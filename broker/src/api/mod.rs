@@ -24,7 +24,7 @@ pub use error::{ApiError, ErrorBody};
 pub use json::JsonBody;
 pub use middleware::RequestId;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::Kms;
 use crate::secrets::SecretService;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub access: Access,
     pub audit: AuditLog,
+    /// Names tokens in audit events without revealing them.
+    pub token_hmac: TokenHmac,
     pub break_glass: BreakGlass,
     pub metrics: PrometheusHandle,
     /// Request bodies above this many bytes are refused with 413 before they are parsed.

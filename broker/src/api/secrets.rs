@@ -732,7 +732,7 @@ pub async fn read_secret(
         .fetch_for_read(&hash_token(&token), &environment, &secret_path, selector)
         .await?
         .ok_or_else(invalid_token)?;
-    let caller = Caller::from_token(row.token, &req)?;
+    let caller = Caller::from_token(row.token, &req, state.token_hmac.of(&token))?;
     let resource = Resource::secret(&environment, &secret_path);
     let break_glass = match state
         .access

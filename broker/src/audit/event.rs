@@ -106,7 +106,8 @@ impl AuditEvent {
             source_ip: caller.source_ip.map(|ip| ip.to_string()),
             request_id: caller.request_id.clone(),
             decision: decision.as_str().to_owned(),
-            detail: serde_json::Value::Object(serde_json::Map::new()),
+            // The token appears only as its HMAC (see `TokenHmac`).
+            detail: serde_json::json!({"tokenHmac": caller.token_hmac}),
             // Microseconds: what PostgreSQL stores, so the hashed form survives the round trip.
             created_at: Utc::now().trunc_subsecs(6),
         }

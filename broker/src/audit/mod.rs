@@ -4,10 +4,12 @@
 
 mod event;
 mod sink;
+mod token_hmac;
 mod verify;
 mod writer;
 
 pub use event::{AuditEvent, Decision, EventType};
 pub use sink::{JsonLinesSink, SinkSettings};
+pub use token_hmac::TokenHmac;
 pub use verify::{VerifyReport, verify_chain};
 pub use writer::{AuditError, AuditLog};

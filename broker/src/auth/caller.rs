@@ -33,6 +33,8 @@ pub struct Caller {
     pub ticket: Option<String>,
     /// The request id the audit trail records.
     pub request_id: Option<String>,
+    /// HMAC of the token's text: how the audit trail names the token.
+    pub token_hmac: String,
 }
 
 impl Caller {
@@ -105,11 +107,19 @@ impl Caller {
     ///
     /// # Errors
     /// 401 when the token is revoked or expired.
-    pub fn from_token(row: TokenRow, req: &HttpRequest) -> Result<Self, ApiError> {
-        Self::from_parts(row, RequestFacts::of(req))
+    pub fn from_token(
+        row: TokenRow,
+        req: &HttpRequest,
+        token_hmac: String,
+    ) -> Result<Self, ApiError> {
+        Self::from_parts(row, RequestFacts::of(req), token_hmac)
     }
 
-    fn from_parts(row: TokenRow, facts: RequestFacts) -> Result<Self, ApiError> {
+    fn from_parts(
+        row: TokenRow,
+        facts: RequestFacts,
+        token_hmac: String,
+    ) -> Result<Self, ApiError> {
         if !is_live(&row) {
             return Err(invalid_token());
         }
@@ -125,6 +135,7 @@ impl Caller {
             source_ip: facts.source_ip,
             ticket: facts.ticket,
             request_id: facts.request_id,
+            token_hmac,
         })
     }
 }
@@ -151,7 +162,7 @@ impl FromRequest for Caller {
                 .resolve(&token)
                 .await?
                 .ok_or_else(invalid_token)?;
-            Caller::from_parts(row, facts)
+            Caller::from_parts(row, facts, state.token_hmac.of(&token))
         })
     }
 }

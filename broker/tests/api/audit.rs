@@ -75,8 +75,23 @@ on_both_stores!(
                 .expect("request id")
                 .starts_with("req_")
         );
+        let admin_hmac = read["detail"]["tokenHmac"]
+            .as_str()
+            .expect("token HMAC")
+            .to_owned();
+        assert_eq!(admin_hmac.len(), 64, "a token is named by its HMAC");
         let denied = events(&app, "&decision=DENY").await;
         assert_eq!(denied.len(), 1);
+        let outsider_hmac = denied[0]["detail"]["tokenHmac"]
+            .as_str()
+            .expect("token HMAC");
+        assert_ne!(
+            outsider_hmac, admin_hmac,
+            "each token has its own fingerprint"
+        );
+        let key = std::fs::read(format!("{}.audit-hmac", app.db.key_file().display()))
+            .expect("HMAC key beside the master key");
+        assert_eq!(key.len(), 32);
         assert_eq!(denied[0]["principal"], "service:prod:outsider");
         assert_eq!(denied[0]["detail"]["action"], "secrets:read");
         let by_principal = events(&app, "&principal=service:prod:outsider").await;
