@@ -84,14 +84,13 @@ impl Store {
         let mut placed = Vec::with_capacity(events.len());
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            // Locks the head: on SQLite the write transaction already holds the database lock.
-            sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-                .execute(&mut *tx)
-                .await?;
-            let (mut seq, mut prev): (i64, Vec<u8>) =
-                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                    .fetch_one(&mut *tx)
-                    .await?;
+            // Locks and reads the head in one statement (on SQLite the write transaction already
+            // holds the database lock).
+            let (mut seq, mut prev): (i64, Vec<u8>) = sqlx::query_as(
+                "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             // One multi-row INSERT per batch: a statement per event would cost a round trip each.
             let mut rows = Vec::with_capacity(events.len());
             for event in events {
