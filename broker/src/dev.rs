@@ -5,8 +5,7 @@
 //! print the same token, as a developer expects; production stores never hold a token's text.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -133,13 +132,5 @@ fn write_token_file(path: &Path, token: &SecretString) -> Result<(), DevError> {
         source,
     };
     let _ = fs::remove_file(path);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    file.write_all(token.expose_secret().as_bytes())
-        .map_err(err)?;
-    file.sync_all().map_err(err)
+    crate::private_file::create(path, token.expose_secret().as_bytes()).map_err(err)
 }

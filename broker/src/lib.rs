@@ -25,6 +25,7 @@ pub mod crypto;
 pub mod dev;
 pub mod domain;
 pub mod policy;
+pub mod private_file;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

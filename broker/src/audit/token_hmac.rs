@@ -3,8 +3,7 @@
 //! a leaked token can be searched for, without the trail holding anything that helps guess one.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -76,14 +75,7 @@ impl TokenHmac {
             path: path.to_owned(),
             source,
         };
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(write_err)?;
-        file.write_all(created.key.as_slice()).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
+        crate::private_file::create(path, created.key.as_slice()).map_err(write_err)?;
         Ok(created)
     }
 

@@ -7,8 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -205,14 +204,7 @@ impl LocalKms {
             path: path.to_owned(),
             source,
         };
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(write_err)?;
-        file.write_all(&self.encode()).map_err(write_err)?;
-        file.sync_all().map_err(write_err)
+        crate::private_file::create(path, &self.encode()).map_err(write_err)
     }
 
     fn replace_file(&self, path: &Path) -> Result<(), KeyRingError> {
