@@ -642,15 +642,7 @@ async fn break_glass_grants_work_expire_and_alert() {
         .request(Method::DELETE, "/v1/policies/freeze", None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(metrics.contains("leasehold_break_glass_reads_total"));
 
     let (_, listed) = app.get("/v1/break-glass").await;

@@ -35,14 +35,7 @@ on_both_stores!(
         app.put_version(&a, "value-of-a", "CURRENT").await;
         app.put_version(&b_id, "value-of-b", "CURRENT").await;
 
-        app.execute(
-        "UPDATE secret_versions SET \
-           ciphertext = (SELECT ciphertext FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'row/a'), \
-           wrapped_key = (SELECT wrapped_key FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'row/a'), \
-           kms_key_id = (SELECT kms_key_id FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'row/a') \
-         WHERE secret_id = (SELECT id FROM secrets WHERE path = 'row/b')"
-    )
-    .await;
+        app.copy_sealed_value("row/a", "row/b").await;
 
         let (status, body) = app.get("/v1/secrets/prod/row/b").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -177,13 +177,7 @@ async fn the_canary_appears_nowhere() {
     record("canary as a token", status, body);
 
     // Server error: the canary's ciphertext moved onto another row.
-    app.execute(
-        "UPDATE secret_versions SET ciphertext = (SELECT v.ciphertext FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'canary/value'), \
-         wrapped_key = (SELECT v.wrapped_key FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'canary/value'), \
-         kms_key_id = (SELECT v.kms_key_id FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = 'canary/value') \
-         WHERE secret_id = (SELECT id FROM secrets WHERE path = 'canary/other')",
-    )
-    .await;
+    app.copy_sealed_value("canary/value", "canary/other").await;
     let (status, body) = app.get("/v1/secrets/prod/canary/other").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     record("integrity error", status, body);
@@ -207,15 +201,7 @@ async fn the_canary_appears_nowhere() {
         (StatusCode::OK, json!(CANARY))
     );
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     let (_, events) = app.get("/v1/audit/events?limit=1000").await;
     let stream = std::fs::read_to_string(&sink_file).expect("sink");
     let store = raw_dump(&app).await;

@@ -308,6 +308,35 @@ impl TestApp {
         counts
     }
 
+    /// The Prometheus exposition text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.addr))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Tampering: copies the sealed value (ciphertext and wrapped key) of the secret at path
+    /// `from` onto the versions of the secret at path `to`.
+    pub async fn copy_sealed_value(&self, from: &str, to: &str) {
+        let source = |column: &str| {
+            format!(
+                "{column} = (SELECT v.{column} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.path = '{from}')"
+            )
+        };
+        self.execute(&format!(
+            "UPDATE secret_versions SET {}, {}, {} WHERE secret_id = (SELECT id FROM secrets WHERE path = '{to}')",
+            source("ciphertext"),
+            source("wrapped_key"),
+            source("kms_key_id")
+        ))
+        .await;
+    }
+
     /// Runs a statement directly against the store (tests that tamper with rows).
     pub async fn execute(&self, sql: &str) {
         match &self.store {

@@ -378,15 +378,7 @@ on_both_stores!(
         let id = app.create_secret("prod", "metrics/probe").await;
         app.put_version(&id, "metric-value", "CURRENT").await;
         app.get("/v1/secrets/prod/metrics/probe").await;
-        let text = app
-            .http
-            .get(format!("{}/metrics", app.addr))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = app.metrics().await;
         for metric in [
             "leasehold_http_requests_total",
             "leasehold_http_request_duration_seconds_bucket",
