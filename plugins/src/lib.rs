@@ -1,0 +1,84 @@
+//! Credential backends: the systems Leasehold creates short-lived users in.
+//!
+//! Every backend implements [`CredentialBackend`], an object-safe async trait the broker and the
+//! scheduler drive without knowing which database is behind it. This crate never imports the
+//! broker: it receives typed requests (a username, a password, an expiry, statement templates)
+//! and answers with typed errors that say whether a retry can help.
+//!
+//! - [`template`] renders statement templates, quoting every substitution for its dialect;
+//! - [`username`] derives usernames from a template, cut to the target's limit;
+//! - [`password`] generates passwords; [`hashing`] turns them into the verifiers sent instead;
+//! - [`postgres`] and [`mysql`] are the two database plugins, each with a bounded pool.
+
+mod error;
+pub mod hashing;
+pub mod mysql;
+pub mod password;
+mod pg_pool;
+pub mod postgres;
+mod request;
+pub mod template;
+pub mod username;
+
+use async_trait::async_trait;
+
+pub use error::{ErrorKind, PluginError};
+pub use request::{Connection, CreateUser, PluginKind, RenewUser, RevokeUser, SslMode, Statements};
+
+/// A configured backend: one target system reached with one admin login.
+///
+/// Implementations bound the connections they open to the target (`maxOpenConnections`) and
+/// never log or return a password, a verifier or a statement that contains one.
+#[async_trait]
+pub trait CredentialBackend: Send + Sync {
+    /// Which plugin this is; decides the username limit and the default statements.
+    fn kind(&self) -> PluginKind;
+
+    /// Logs in with the admin credential and runs a trivial query.
+    async fn verify(&self) -> Result<(), PluginError>;
+
+    /// Creates the user a lease hands out; the statements run as one unit where the target
+    /// allows it (PostgreSQL: one transaction).
+    async fn create(&self, user: &CreateUser) -> Result<(), PluginError>;
+
+    /// Pushes a new expiry to the target (PostgreSQL `VALID UNTIL`); a no-op where the role
+    /// has no renewal statements.
+    async fn renew(&self, user: &RenewUser) -> Result<(), PluginError>;
+
+    /// Revokes a batch of users, several per round trip; one result per user, in order. A user
+    /// that no longer exists counts as revoked.
+    async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>>;
+
+    /// Sets a new password on an existing user (static roles, admin rotation).
+    async fn set_password(
+        &self,
+        username: &str,
+        password: &secrecy::SecretString,
+    ) -> Result<(), PluginError>;
+
+    /// Changes the admin login's own password; afterwards this backend connects with the new one.
+    async fn rotate_admin_password(
+        &self,
+        new_password: &secrecy::SecretString,
+    ) -> Result<(), PluginError>;
+
+    /// Closes idle connections; used when a backend is reconfigured or deleted.
+    async fn close(&self);
+}
+
+/// Opens the plugin `kind` for `connection`. Connections are made lazily, so this succeeds even
+/// while the target is down; `verify` checks it.
+///
+/// # Errors
+/// `InvalidInput` when the connection settings cannot be used (e.g. an unreadable CA certificate).
+pub fn open(
+    kind: PluginKind,
+    connection: Connection,
+) -> Result<Box<dyn CredentialBackend>, PluginError> {
+    Ok(match kind {
+        PluginKind::Postgresql => Box::new(postgres::PostgresBackend::new(connection)?),
+        PluginKind::Mysql | PluginKind::Mariadb => {
+            Box::new(mysql::MysqlBackend::new(kind, connection)?)
+        }
+    })
+}

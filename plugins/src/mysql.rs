@@ -1,0 +1,279 @@
+//! The MySQL and MariaDB plugin (mysql_async over rustls).
+//!
+//! MariaDB receives a `mysql_native_password` hash (`IDENTIFIED BY PASSWORD '*…'`), so the
+//! plaintext never reaches its general or binary log. A role's statements are sent as one
+//! multi-statement query; revocations of a batch likewise, split across the pool's connections.
+
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use mysql_async::prelude::Queryable;
+use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::scrub;
+use crate::hashing::mysql_native_hash;
+use crate::template::{Dialect, Purpose, Values, parse_all, quote_literal};
+use crate::{
+    Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
+    SslMode,
+};
+
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const REVOKE_CHUNK: usize = 50;
+/// ER_CANNOT_USER: e.g. `DROP USER` of a user that does not exist (without `IF EXISTS`).
+const CANNOT_USER: u16 = 1396;
+
+pub struct MysqlBackend {
+    kind: PluginKind,
+    connection: RwLock<Connection>,
+    /// Replaced, not mutated, when the admin password changes.
+    pool: RwLock<Pool>,
+}
+
+impl MysqlBackend {
+    /// # Errors
+    /// `InvalidInput` when the TLS settings cannot be used.
+    pub fn new(kind: PluginKind, connection: Connection) -> Result<Self, PluginError> {
+        let pool = build_pool(&connection)?;
+        Ok(Self {
+            kind,
+            connection: RwLock::new(connection),
+            pool: RwLock::new(pool),
+        })
+    }
+
+    fn pool(&self) -> Pool {
+        self.pool
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn execute(&self, script: &str, secrets: &[&str]) -> Result<(), PluginError> {
+        let pool = self.pool();
+        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, pool.get_conn())
+            .await
+            .map_err(|_| PluginError::unavailable("no connection to the target within 30s"))?
+            .map_err(|e| classify(&e, secrets))?;
+        conn.query_drop(script)
+            .await
+            .map_err(|e| classify(&e, secrets))
+    }
+
+    async fn execute_unless_gone(&self, script: &str) -> Result<(), PluginError> {
+        match self.execute(script, &[]).await {
+            Err(e) if e.message.starts_with(&format!("[{CANNOT_USER}]")) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn revoke_chunk(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
+        let scripts: Vec<Result<String, PluginError>> =
+            users.iter().map(revocation_script).collect();
+        let together: Result<Vec<&str>, _> = scripts
+            .iter()
+            .map(|s| s.as_deref().map_err(Clone::clone))
+            .collect();
+        if let Ok(parts) = together
+            && self.execute(&parts.join(";\n"), &[]).await.is_ok()
+        {
+            return users.iter().map(|_| Ok(())).collect();
+        }
+        let mut results = Vec::with_capacity(users.len());
+        for script in scripts {
+            results.push(match script {
+                Ok(script) => self.execute_unless_gone(&script).await,
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// `IDENTIFIED BY …` for `password` in this flavour's pre-hashed form where there is one.
+    fn identified_by(&self, password: &SecretString) -> Result<SecretString, PluginError> {
+        Ok(SecretString::from(match self.kind {
+            PluginKind::Mariadb => format!(
+                "IDENTIFIED BY PASSWORD {}",
+                quote_literal(Dialect::Mysql, &mysql_native_hash(password.expose_secret()))?
+            ),
+            _ => format!(
+                "IDENTIFIED BY {}",
+                quote_literal(Dialect::Mysql, password.expose_secret())?
+            ),
+        }))
+    }
+}
+
+fn build_pool(connection: &Connection) -> Result<Pool, PluginError> {
+    let constraints = PoolConstraints::new(0, connection.max_open_connections as usize)
+        .ok_or_else(|| PluginError::invalid("maxOpenConnections must be at least 1"))?;
+    let mut options = OptsBuilder::default()
+        .ip_or_hostname(connection.host.clone())
+        .tcp_port(connection.port)
+        .user(Some(connection.username.clone()))
+        .pass(Some(connection.password.expose_secret().to_owned()))
+        .db_name(connection.database.clone())
+        .pool_opts(PoolOpts::default().with_constraints(constraints));
+    if connection.ssl_mode == SslMode::VerifyFull {
+        let mut ssl = SslOpts::default();
+        if let Some(pem) = &connection.root_certificate {
+            ssl = ssl.with_root_certs(vec![pem.as_bytes().to_vec().into()]);
+        }
+        options = options.ssl_opts(Some(ssl));
+    }
+    Ok(Pool::new(options))
+}
+
+fn render_script(
+    purpose: Purpose,
+    statements: &[String],
+    values: &Values<'_>,
+) -> Result<String, PluginError> {
+    let rendered: Result<Vec<String>, PluginError> =
+        parse_all(Dialect::Mysql, purpose, statements)?
+            .iter()
+            .map(|t| t.render(Dialect::Mysql, values))
+            .collect();
+    Ok(rendered?.join(";\n"))
+}
+
+fn revocation_script(user: &RevokeUser) -> Result<String, PluginError> {
+    render_script(
+        Purpose::Revocation,
+        &user.statements,
+        &Values {
+            name: &user.username,
+            password: None,
+            password_hash: None,
+            expiration: None,
+        },
+    )
+}
+
+#[async_trait]
+impl CredentialBackend for MysqlBackend {
+    fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    async fn verify(&self) -> Result<(), PluginError> {
+        self.execute("SELECT 1", &[]).await
+    }
+
+    async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
+        let hash = SecretString::from(mysql_native_hash(user.password.expose_secret()));
+        let script = SecretString::from(render_script(
+            Purpose::Creation,
+            &user.statements,
+            &Values {
+                name: &user.username,
+                password: Some(user.password.expose_secret()),
+                password_hash: Some(hash.expose_secret()),
+                expiration: Some(user.expires_at),
+            },
+        )?);
+        self.execute(
+            script.expose_secret(),
+            &[user.password.expose_secret(), hash.expose_secret()],
+        )
+        .await
+    }
+
+    async fn renew(&self, user: &RenewUser) -> Result<(), PluginError> {
+        if user.statements.is_empty() {
+            return Ok(());
+        }
+        let script = render_script(
+            Purpose::Renewal,
+            &user.statements,
+            &Values {
+                name: &user.username,
+                password: None,
+                password_hash: None,
+                expiration: Some(user.expires_at),
+            },
+        )?;
+        self.execute(&script, &[]).await
+    }
+
+    async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
+        join_all(
+            users
+                .chunks(REVOKE_CHUNK)
+                .map(|chunk| self.revoke_chunk(chunk)),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    async fn set_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), PluginError> {
+        let statement = SecretString::from(format!(
+            "ALTER USER {}@'%' {}",
+            quote_literal(Dialect::Mysql, username)?,
+            self.identified_by(password)?.expose_secret()
+        ));
+        let hash = mysql_native_hash(password.expose_secret());
+        self.execute(
+            statement.expose_secret(),
+            &[password.expose_secret(), &hash],
+        )
+        .await
+    }
+
+    async fn rotate_admin_password(&self, new_password: &SecretString) -> Result<(), PluginError> {
+        let statement = SecretString::from(format!(
+            "ALTER USER CURRENT_USER() {}",
+            self.identified_by(new_password)?.expose_secret()
+        ));
+        let hash = mysql_native_hash(new_password.expose_secret());
+        self.execute(
+            statement.expose_secret(),
+            &[new_password.expose_secret(), &hash],
+        )
+        .await?;
+        let connection = {
+            let mut connection = self
+                .connection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            connection.password = new_password.clone();
+            connection.clone()
+        };
+        let old = std::mem::replace(
+            &mut *self.pool.write().unwrap_or_else(PoisonError::into_inner),
+            build_pool(&connection)?,
+        );
+        // Connections already lent out finish their work first; nobody waits for that.
+        tokio::spawn(old.disconnect());
+        Ok(())
+    }
+
+    async fn close(&self) {
+        let _ = self.pool().disconnect().await;
+    }
+}
+
+/// Classifies a mysql_async error; server errors start with `[code]` and hold none of `secrets`.
+fn classify(error: &mysql_async::Error, secrets: &[&str]) -> PluginError {
+    match error {
+        mysql_async::Error::Server(server) => {
+            let message = format!("[{}] {}", server.code, scrub(&server.message, secrets));
+            // Too many connections, access denied, lock wait timeout, deadlock, server shutdown.
+            if [1040, 1045, 1205, 1213, 1053].contains(&server.code) {
+                PluginError::unavailable(message)
+            } else {
+                PluginError::rejected(message)
+            }
+        }
+        other => PluginError::unavailable(scrub(&other.to_string(), secrets)),
+    }
+}

@@ -1,0 +1,240 @@
+//! The PostgreSQL plugin (tokio-postgres over rustls).
+//!
+//! Passwords reach PostgreSQL only as SCRAM-SHA-256 verifiers computed here, so `log_statement`
+//! never writes a usable password into the server log, and PostgreSQL spends no CPU hashing them.
+//! Creation statements run in one implicit transaction (one simple-query round trip); a batch of
+//! revocations runs in as few round trips as it can, split across the pool's connections.
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::scrub;
+use crate::hashing::scram_sha256_verifier;
+use crate::pg_pool::PgPool;
+use crate::template::{Dialect, Purpose, Values, parse_all, quote_identifier, quote_literal};
+use crate::{
+    Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
+};
+
+/// Users revoked per round trip; chunks run in parallel up to the pool's size.
+const REVOKE_CHUNK: usize = 50;
+/// SQLSTATE `undefined_object`: the role is already gone.
+const UNDEFINED_OBJECT: &str = "42704";
+
+pub struct PostgresBackend {
+    pool: PgPool,
+}
+
+impl PostgresBackend {
+    /// # Errors
+    /// `InvalidInput` when the TLS settings cannot be used.
+    pub fn new(connection: Connection) -> Result<Self, PluginError> {
+        Ok(Self {
+            pool: PgPool::new(&connection)?,
+        })
+    }
+
+    async fn execute(&self, script: &str, secrets: &[&str]) -> Result<(), PluginError> {
+        let client = self.pool.get().await?;
+        client
+            .batch_execute(script)
+            .await
+            .map_err(|e| classify(&e, secrets))
+    }
+
+    /// Runs a revocation; a role that no longer exists counts as revoked.
+    async fn execute_unless_gone(&self, script: &str) -> Result<(), PluginError> {
+        let client = self.pool.get().await?;
+        match client.batch_execute(script).await {
+            Err(e)
+                if e.as_db_error()
+                    .is_some_and(|d| d.code().code() == UNDEFINED_OBJECT) =>
+            {
+                Ok(())
+            }
+            other => other.map_err(|e| classify(&e, &[])),
+        }
+    }
+
+    async fn revoke_chunk(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
+        let scripts: Vec<Result<String, PluginError>> =
+            users.iter().map(revocation_script).collect();
+        let together: Result<Vec<&str>, _> = scripts
+            .iter()
+            .map(|s| s.as_deref().map_err(Clone::clone))
+            .collect();
+        // One round trip for the whole chunk when every user is there to drop.
+        if let Ok(parts) = together
+            && self.execute(&parts.join(";\n"), &[]).await.is_ok()
+        {
+            return users.iter().map(|_| Ok(())).collect();
+        }
+        // Otherwise one by one, so one failing user does not fail the others.
+        let mut results = Vec::with_capacity(users.len());
+        for script in scripts {
+            results.push(match script {
+                Ok(script) => self.execute_unless_gone(&script).await,
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+}
+
+fn render_script(
+    purpose: Purpose,
+    statements: &[String],
+    values: &Values<'_>,
+) -> Result<String, PluginError> {
+    let rendered: Result<Vec<String>, PluginError> =
+        parse_all(Dialect::Postgres, purpose, statements)?
+            .iter()
+            .map(|t| t.render(Dialect::Postgres, values))
+            .collect();
+    Ok(rendered?.join(";\n"))
+}
+
+fn revocation_script(user: &RevokeUser) -> Result<String, PluginError> {
+    render_script(
+        Purpose::Revocation,
+        &user.statements,
+        &Values {
+            name: &user.username,
+            password: None,
+            password_hash: None,
+            expiration: None,
+        },
+    )
+}
+
+#[async_trait]
+impl CredentialBackend for PostgresBackend {
+    fn kind(&self) -> PluginKind {
+        PluginKind::Postgresql
+    }
+
+    async fn verify(&self) -> Result<(), PluginError> {
+        self.execute("SELECT 1", &[]).await
+    }
+
+    async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
+        let verifier = compute_verifier(&user.password).await?;
+        let script = render_script(
+            Purpose::Creation,
+            &user.statements,
+            &Values {
+                name: &user.username,
+                password: Some(verifier.expose_secret()),
+                password_hash: None,
+                expiration: Some(user.expires_at),
+            },
+        )?;
+        let script = SecretString::from(script);
+        self.execute(
+            script.expose_secret(),
+            &[user.password.expose_secret(), verifier.expose_secret()],
+        )
+        .await
+    }
+
+    async fn renew(&self, user: &RenewUser) -> Result<(), PluginError> {
+        if user.statements.is_empty() {
+            return Ok(());
+        }
+        let script = render_script(
+            Purpose::Renewal,
+            &user.statements,
+            &Values {
+                name: &user.username,
+                password: None,
+                password_hash: None,
+                expiration: Some(user.expires_at),
+            },
+        )?;
+        self.execute(&script, &[]).await
+    }
+
+    async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
+        join_all(
+            users
+                .chunks(REVOKE_CHUNK)
+                .map(|chunk| self.revoke_chunk(chunk)),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    async fn set_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), PluginError> {
+        if username.contains('\0') {
+            return Err(PluginError::invalid("a username contains a NUL byte"));
+        }
+        let verifier = compute_verifier(password).await?;
+        let statement = SecretString::from(format!(
+            "ALTER ROLE {} WITH PASSWORD {}",
+            quote_identifier(Dialect::Postgres, username),
+            quote_literal(Dialect::Postgres, verifier.expose_secret())?
+        ));
+        self.execute(
+            statement.expose_secret(),
+            &[password.expose_secret(), verifier.expose_secret()],
+        )
+        .await
+    }
+
+    async fn rotate_admin_password(&self, new_password: &SecretString) -> Result<(), PluginError> {
+        let verifier = compute_verifier(new_password).await?;
+        let statement = SecretString::from(format!(
+            "ALTER ROLE CURRENT_USER WITH PASSWORD {}",
+            quote_literal(Dialect::Postgres, verifier.expose_secret())?
+        ));
+        self.execute(
+            statement.expose_secret(),
+            &[new_password.expose_secret(), verifier.expose_secret()],
+        )
+        .await?;
+        self.pool.set_password(new_password);
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close();
+    }
+}
+
+/// The verifier costs thousands of HMAC rounds: computed off the async workers.
+async fn compute_verifier(password: &SecretString) -> Result<SecretString, PluginError> {
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || {
+        SecretString::from(scram_sha256_verifier(password.expose_secret()))
+    })
+    .await
+    .map_err(|_| PluginError::unavailable("password hashing was interrupted"))
+}
+
+/// Classifies a tokio-postgres error; the message ends with the SQLSTATE in parentheses and holds
+/// none of `secrets`.
+pub(crate) fn classify(error: &tokio_postgres::Error, secrets: &[&str]) -> PluginError {
+    let Some(db) = error.as_db_error() else {
+        // Connection refused, TLS failure, closed connection, timeout.
+        return PluginError::unavailable(scrub(&error.to_string(), secrets));
+    };
+    let code = db.code().code();
+    let message = format!("{} ({code})", scrub(db.message(), secrets));
+    // 08: connection, 28: login refused, 40: serialization/deadlock, 53: resources, 57: shutdown
+    // or statement timeout. Each may pass; everything else will fail the same way again.
+    if ["08", "28", "40", "53", "57"]
+        .iter()
+        .any(|c| code.starts_with(c))
+    {
+        PluginError::unavailable(message)
+    } else {
+        PluginError::rejected(message)
+    }
+}
