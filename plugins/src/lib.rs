@@ -14,7 +14,7 @@ mod error;
 pub mod hashing;
 pub mod mysql;
 pub mod password;
-mod pg_pool;
+mod pool;
 pub mod postgres;
 mod request;
 pub mod template;

@@ -4,63 +4,115 @@
 //! plaintext never reaches its general or binary log. A role's statements are sent as one
 //! multi-statement query; revocations of a batch likewise, split across the pool's connections.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
-use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+use mysql_async::{Conn, OptsBuilder, SslOpts};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::scrub;
 use crate::hashing::mysql_native_hash;
+use crate::pool::{Connect, Pool};
 use crate::template::{Dialect, Purpose, Values, parse_all, quote_literal};
 use crate::{
     Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
     SslMode,
 };
 
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REVOKE_CHUNK: usize = 50;
 /// ER_CANNOT_USER: e.g. `DROP USER` of a user that does not exist (without `IF EXISTS`).
 const CANNOT_USER: u16 = 1396;
 
 pub struct MysqlBackend {
     kind: PluginKind,
-    connection: RwLock<Connection>,
-    /// Replaced, not mutated, when the admin password changes.
-    pool: RwLock<Pool>,
+    pool: Pool<MysqlConnector>,
+}
+
+/// Opens mysql_async connections (its own pool is not used: ours bounds connections exactly).
+struct MysqlConnector {
+    options: Mutex<OptsBuilder>,
+}
+
+impl Connect for MysqlConnector {
+    type Conn = Conn;
+
+    async fn connect(&self) -> Result<Conn, PluginError> {
+        let options = self
+            .options
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(options))
+            .await
+            .map_err(|_| PluginError::unavailable("no connection to the target within 5s"))?
+            .map_err(|e| classify(&e, &[]))
+    }
+
+    /// Connections that saw an error are discarded, so an idle one is usable.
+    fn is_usable(_: &Conn) -> bool {
+        true
+    }
+}
+
+impl MysqlConnector {
+    fn new(connection: &Connection) -> Self {
+        let mut options = OptsBuilder::default()
+            .ip_or_hostname(connection.host.clone())
+            .tcp_port(connection.port)
+            .user(Some(connection.username.clone()))
+            .pass(Some(connection.password.expose_secret().to_owned()))
+            .db_name(connection.database.clone());
+        if connection.ssl_mode == SslMode::VerifyFull {
+            let mut ssl = SslOpts::default();
+            if let Some(pem) = &connection.root_certificate {
+                ssl = ssl.with_root_certs(vec![pem.as_bytes().to_vec().into()]);
+            }
+            options = options.ssl_opts(Some(ssl));
+        }
+        Self {
+            options: Mutex::new(options),
+        }
+    }
+
+    fn set_password(&self, password: &SecretString) {
+        let mut options = self.options.lock().unwrap_or_else(PoisonError::into_inner);
+        *options = options
+            .clone()
+            .pass(Some(password.expose_secret().to_owned()));
+    }
 }
 
 impl MysqlBackend {
     /// # Errors
-    /// `InvalidInput` when the TLS settings cannot be used.
+    /// `InvalidInput` when `maxOpenConnections` is zero.
     pub fn new(kind: PluginKind, connection: Connection) -> Result<Self, PluginError> {
-        let pool = build_pool(&connection)?;
+        if connection.max_open_connections == 0 {
+            return Err(PluginError::invalid(
+                "maxOpenConnections must be at least 1",
+            ));
+        }
         Ok(Self {
             kind,
-            connection: RwLock::new(connection),
-            pool: RwLock::new(pool),
+            pool: Pool::new(
+                MysqlConnector::new(&connection),
+                connection.max_open_connections,
+            ),
         })
     }
 
-    fn pool(&self) -> Pool {
-        self.pool
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     async fn execute(&self, script: &str, secrets: &[&str]) -> Result<(), PluginError> {
-        let pool = self.pool();
-        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, pool.get_conn())
-            .await
-            .map_err(|_| PluginError::unavailable("no connection to the target within 30s"))?
-            .map_err(|e| classify(&e, secrets))?;
-        conn.query_drop(script)
-            .await
-            .map_err(|e| classify(&e, secrets))
+        let mut conn = self.pool.get().await?;
+        match conn.query_drop(script).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                conn.discard();
+                Err(classify(&e, secrets))
+            }
+        }
     }
 
     async fn execute_unless_gone(&self, script: &str) -> Result<(), PluginError> {
@@ -105,26 +157,6 @@ impl MysqlBackend {
             ),
         }))
     }
-}
-
-fn build_pool(connection: &Connection) -> Result<Pool, PluginError> {
-    let constraints = PoolConstraints::new(0, connection.max_open_connections as usize)
-        .ok_or_else(|| PluginError::invalid("maxOpenConnections must be at least 1"))?;
-    let mut options = OptsBuilder::default()
-        .ip_or_hostname(connection.host.clone())
-        .tcp_port(connection.port)
-        .user(Some(connection.username.clone()))
-        .pass(Some(connection.password.expose_secret().to_owned()))
-        .db_name(connection.database.clone())
-        .pool_opts(PoolOpts::default().with_constraints(constraints));
-    if connection.ssl_mode == SslMode::VerifyFull {
-        let mut ssl = SslOpts::default();
-        if let Some(pem) = &connection.root_certificate {
-            ssl = ssl.with_root_certs(vec![pem.as_bytes().to_vec().into()]);
-        }
-        options = options.ssl_opts(Some(ssl));
-    }
-    Ok(Pool::new(options))
 }
 
 fn render_script(
@@ -230,35 +262,30 @@ impl CredentialBackend for MysqlBackend {
     }
 
     async fn rotate_admin_password(&self, new_password: &SecretString) -> Result<(), PluginError> {
-        let statement = SecretString::from(format!(
-            "ALTER USER CURRENT_USER() {}",
-            self.identified_by(new_password)?.expose_secret()
-        ));
+        // MariaDB ignores `ALTER USER CURRENT_USER() IDENTIFIED BY PASSWORD`; `SET PASSWORD`
+        // without `FOR` changes the session user's own password.
         let hash = mysql_native_hash(new_password.expose_secret());
+        let statement = SecretString::from(match self.kind {
+            PluginKind::Mariadb => {
+                format!("SET PASSWORD = {}", quote_literal(Dialect::Mysql, &hash)?)
+            }
+            _ => format!(
+                "ALTER USER USER() IDENTIFIED BY {}",
+                quote_literal(Dialect::Mysql, new_password.expose_secret())?
+            ),
+        });
         self.execute(
             statement.expose_secret(),
             &[new_password.expose_secret(), &hash],
         )
         .await?;
-        let connection = {
-            let mut connection = self
-                .connection
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            connection.password = new_password.clone();
-            connection.clone()
-        };
-        let old = std::mem::replace(
-            &mut *self.pool.write().unwrap_or_else(PoisonError::into_inner),
-            build_pool(&connection)?,
-        );
-        // Connections already lent out finish their work first; nobody waits for that.
-        tokio::spawn(old.disconnect());
+        self.pool.connector().set_password(new_password);
+        self.pool.clear_idle();
         Ok(())
     }
 
     async fn close(&self) {
-        let _ = self.pool().disconnect().await;
+        self.pool.close();
     }
 }
 

@@ -5,25 +5,132 @@
 //! Creation statements run in one implicit transaction (one simple-query round trip); a batch of
 //! revocations runs in as few round trips as it can, split across the pool's connections.
 
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
 use async_trait::async_trait;
 use futures_util::future::join_all;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::scrub;
 use crate::hashing::scram_sha256_verifier;
-use crate::pg_pool::PgPool;
+use crate::pool::{Connect, Pool};
 use crate::template::{Dialect, Purpose, Values, parse_all, quote_identifier, quote_literal};
 use crate::{
     Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
+    SslMode,
 };
 
 /// Users revoked per round trip; chunks run in parallel up to the pool's size.
 const REVOKE_CHUNK: usize = 50;
 /// SQLSTATE `undefined_object`: the role is already gone.
 const UNDEFINED_OBJECT: &str = "42704";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PostgresBackend {
-    pool: PgPool,
+    pool: Pool<PgConnector>,
+}
+
+/// Opens tokio-postgres connections; the password changes when the admin password rotates.
+struct PgConnector {
+    config: Mutex<tokio_postgres::Config>,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Connect for PgConnector {
+    type Conn = Client;
+
+    async fn connect(&self) -> Result<Client, PluginError> {
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let connected = match &self.tls {
+            None => config.connect(NoTls).await.map(|(client, connection)| {
+                tokio::spawn(connection);
+                client
+            }),
+            Some(tls) => config
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| {
+                    tokio::spawn(connection);
+                    client
+                }),
+        };
+        connected.map_err(|e| classify(&e, &[]))
+    }
+
+    fn is_usable(client: &Client) -> bool {
+        !client.is_closed()
+    }
+}
+
+impl PgConnector {
+    fn new(connection: &Connection) -> Result<Self, PluginError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&connection.host)
+            .port(connection.port)
+            .user(&connection.username)
+            .password(connection.password.expose_secret())
+            .dbname(connection.database.as_deref().unwrap_or("postgres"))
+            .application_name(&connection.application_name)
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A statement stuck behind a lock must not hold one of the few connections forever.
+            .options("-c statement_timeout=30000");
+        let tls = match connection.ssl_mode {
+            SslMode::Disable => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
+            }
+            SslMode::VerifyFull => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(MakeRustlsConnect::new(client_tls(
+                    connection.root_certificate.as_deref(),
+                )?))
+            }
+        };
+        Ok(Self {
+            config: Mutex::new(config),
+            tls,
+        })
+    }
+
+    fn set_password(&self, password: &SecretString) {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .password(password.expose_secret());
+    }
+}
+
+/// A rustls client configuration trusting `root_pem` when given, the public web roots otherwise.
+fn client_tls(root_pem: Option<&str>) -> Result<rustls::ClientConfig, PluginError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match root_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert =
+                    cert.map_err(|_| PluginError::invalid("rootCertificate is not valid PEM"))?;
+                roots.add(cert).map_err(|_| {
+                    PluginError::invalid("rootCertificate holds a certificate rustls cannot use")
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(PluginError::invalid("rootCertificate holds no certificate"));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl PostgresBackend {
@@ -31,16 +138,22 @@ impl PostgresBackend {
     /// `InvalidInput` when the TLS settings cannot be used.
     pub fn new(connection: Connection) -> Result<Self, PluginError> {
         Ok(Self {
-            pool: PgPool::new(&connection)?,
+            pool: Pool::new(
+                PgConnector::new(&connection)?,
+                connection.max_open_connections,
+            ),
         })
     }
 
     async fn execute(&self, script: &str, secrets: &[&str]) -> Result<(), PluginError> {
         let client = self.pool.get().await?;
-        client
-            .batch_execute(script)
-            .await
-            .map_err(|e| classify(&e, secrets))
+        match client.batch_execute(script).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                client.discard();
+                Err(classify(&e, secrets))
+            }
+        }
     }
 
     /// Runs a revocation; a role that no longer exists counts as revoked.
@@ -199,7 +312,8 @@ impl CredentialBackend for PostgresBackend {
             &[new_password.expose_secret(), verifier.expose_secret()],
         )
         .await?;
-        self.pool.set_password(new_password);
+        self.pool.connector().set_password(new_password);
+        self.pool.clear_idle();
         Ok(())
     }
 

@@ -69,7 +69,10 @@ impl PluginKind {
                 Statements {
                     creation,
                     renewal: vec!["ALTER ROLE {{name}} VALID UNTIL {{expiration}}".to_owned()],
+                    // Membership first: a non-superuser admin may only reassign objects of
+                    // roles it is a member of.
                     revocation: vec![
+                        "GRANT {{name}} TO CURRENT_USER".to_owned(),
                         "REASSIGN OWNED BY {{name}} TO CURRENT_USER".to_owned(),
                         "DROP OWNED BY {{name}}".to_owned(),
                         "DROP ROLE IF EXISTS {{name}}".to_owned(),
