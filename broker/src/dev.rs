@@ -78,6 +78,7 @@ impl DevMode {
             alert_webhook_url: None,
             audit_timeout_ms: 2000,
             audit_sink: None,
+            lease_intent_grace_seconds: crate::dynamic::INTENT_GRACE.as_secs(),
         })
     }
 

@@ -24,6 +24,8 @@ pub mod cli;
 pub mod crypto;
 pub mod dev;
 pub mod domain;
+pub mod dynamic;
+pub mod failpoint;
 pub mod policy;
 pub mod private_file;
 pub mod secrets;

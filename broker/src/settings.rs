@@ -3,7 +3,8 @@
 //!
 //! Environment overrides (each replaces one key): `LEASEHOLD_LISTEN`, `LEASEHOLD_DATABASE_URL`,
 //! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
-//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`.
+//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`,
+//! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,14 @@ pub struct Settings {
     /// Also stream every audit event as a JSON line to a file or stdout.
     #[serde(default)]
     pub audit_sink: Option<crate::audit::SinkSettings>,
+    /// A PENDING lease intent older than this many seconds is abandoned and revoked. It must
+    /// exceed the longest an issue can take (about a minute).
+    #[serde(default = "default_lease_intent_grace_seconds")]
+    pub lease_intent_grace_seconds: u64,
+}
+
+fn default_lease_intent_grace_seconds() -> u64 {
+    crate::dynamic::INTENT_GRACE.as_secs()
 }
 
 fn default_audit_timeout_ms() -> u64 {
@@ -150,6 +159,9 @@ impl Settings {
                         .into(),
                 ));
             }
+        }
+        if let Some(v) = var("LEASEHOLD_LEASE_INTENT_GRACE_SECONDS") {
+            self.lease_intent_grace_seconds = parsed("LEASEHOLD_LEASE_INTENT_GRACE_SECONDS", &v)?;
         }
         if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
             self.alert_webhook_url = Some(v);

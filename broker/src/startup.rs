@@ -14,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::audit::{AuditLog, JsonLinesSink, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
+use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService};
 use crate::policy::PolicyCache;
 use crate::secrets::SecretService;
 use crate::settings::{KmsSettings, Settings};
@@ -98,7 +99,19 @@ impl Application {
             .as_ref()
             .map(|sink| JsonLinesSink::new(sink, settings.audit_timeout()));
         let audit = AuditLog::start(store.clone(), settings.audit_timeout(), sink);
+        let registry = Arc::new(PluginRegistry::new(store.clone(), kms.clone()));
+        let roles = Arc::new(RoleService::new(store.clone(), registry.clone()));
+        let leases = Arc::new(LeaseService::new(
+            store.clone(),
+            registry.clone(),
+            roles.clone(),
+            audit.clone(),
+        ));
         let state = web::Data::new(AppState {
+            backends: BackendService::new(store.clone(), registry),
+            roles,
+            leases,
+            lease_intent_grace: std::time::Duration::from_secs(settings.lease_intent_grace_seconds),
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),
             access: Access::new(PolicyCache::new(store.clone()), audit.clone()),
@@ -156,6 +169,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
+        let cleanup = tokio::spawn(crate::dynamic::run_intent_cleanup(
+            self.state.store.clone(),
+            self.state.leases.clone(),
+            self.state.lease_intent_grace,
+            std::future::pending(),
+        ));
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => {
@@ -167,6 +186,7 @@ impl Application {
                 // The stop command is answered by the server future itself, so both are
                 // polled together.
                 let ((), result) = tokio::join!(handle.stop(true), server);
+                cleanup.abort();
                 self.state.store.close().await;
                 tracing::info!("server stopped");
                 result

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::audit::AuditError;
 use crate::crypto::{EnvelopeError, KmsError};
+use crate::dynamic::DynamicError;
 use crate::secrets::SecretError;
 use crate::store::StoreError;
 
@@ -37,6 +38,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Dynamic(#[from] DynamicError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -160,12 +163,8 @@ impl ApiError {
                 let (status, code, message) = store_status(e);
                 (status, code, message.to_owned(), None)
             }
-            Self::Audit(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                "audit unavailable: the operation was not performed because its audit event could not be recorded; retry later".to_owned(),
-                None,
-            ),
+            Self::Dynamic(error) => dynamic_parts(error),
+            Self::Audit(_) => audit_parts(),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -173,6 +172,64 @@ impl ApiError {
                 None,
             ),
         }
+    }
+}
+
+fn audit_parts() -> (StatusCode, &'static str, String, Option<String>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "audit unavailable: the operation was not performed because its audit event could not be recorded; retry later".to_owned(),
+        None,
+    )
+}
+
+fn dynamic_parts(error: &DynamicError) -> (StatusCode, &'static str, String, Option<String>) {
+    use leasehold_plugins::ErrorKind;
+    match error {
+        DynamicError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
+        DynamicError::Invalid { field, message } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message.clone(),
+            Some((*field).to_owned()),
+        ),
+        DynamicError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), None),
+        DynamicError::Backend { backend, error } => match error.kind {
+            ErrorKind::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend_unavailable",
+                format!(
+                    "backend `{backend}` is unavailable ({}); retry later",
+                    error.message
+                ),
+                None,
+            ),
+            ErrorKind::Rejected => (
+                StatusCode::BAD_GATEWAY,
+                "backend_rejected",
+                format!(
+                    "backend `{backend}` rejected a statement ({}); fix the role's statements or the backend's grants",
+                    error.message
+                ),
+                None,
+            ),
+            ErrorKind::InvalidInput => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                error.message.clone(),
+                None,
+            ),
+        },
+        DynamicError::Storage(e) => {
+            let (status, code, message) = store_status(e);
+            (status, code, message.to_owned(), None)
+        }
+        DynamicError::Envelope(e) => {
+            let (status, code, message) = envelope_status(e);
+            (status, code, message.to_owned(), None)
+        }
+        DynamicError::Audit(_) => audit_parts(),
     }
 }
 

@@ -33,27 +33,52 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = is_json(req);
         let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move { parse(json, read(body).await?).map(JsonBody) })
+    }
+}
+
+/// Like [`JsonBody`], but an empty body means `T::default()` (e.g. `POST …/renew` with no
+/// options).
+#[derive(Debug)]
+pub struct JsonBodyOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for JsonBodyOrEmpty<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            if !json {
-                return Err(ApiError::UnsupportedMediaType(
-                    "the request body must be JSON: send `Content-Type: application/json`".into(),
-                ));
+            let bytes = read(body).await?;
+            if bytes.is_empty() {
+                return Ok(Self(T::default()));
             }
-            let bytes = body.await.map_err(|e| {
-                if e.as_response_error().status_code().as_u16() == 413 {
-                    ApiError::PayloadTooLarge(
-                        "the request body is larger than the broker accepts".into(),
-                    )
-                } else {
-                    ApiError::bad_request("body", "the request body could not be read")
-                }
-            })?;
-            let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(deserializer)
-                .map(JsonBody)
-                .map_err(|e| rejection(&e))
+            parse(json, bytes).map(JsonBodyOrEmpty)
         })
     }
+}
+
+async fn read(
+    body: impl Future<Output = Result<web::Bytes, actix_web::Error>>,
+) -> Result<web::Bytes, ApiError> {
+    body.await.map_err(|e| {
+        if e.as_response_error().status_code().as_u16() == 413 {
+            ApiError::PayloadTooLarge("the request body is larger than the broker accepts".into())
+        } else {
+            ApiError::bad_request("body", "the request body could not be read")
+        }
+    })
+}
+
+fn parse<T: DeserializeOwned>(json: bool, bytes: web::Bytes) -> Result<T, ApiError> {
+    if !json {
+        return Err(ApiError::UnsupportedMediaType(
+            "the request body must be JSON: send `Content-Type: application/json`".into(),
+        ));
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| rejection(&e))
 }
 
 /// The 400 for a body that does not deserialize, naming the field when there is one.

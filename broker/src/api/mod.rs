@@ -5,9 +5,12 @@
 
 mod access;
 mod audit;
+mod backends;
 mod error;
 mod json;
+mod leases;
 mod middleware;
+mod roles;
 mod secrets;
 mod sys;
 
@@ -21,12 +24,13 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 pub use error::{ApiError, ErrorBody};
-pub use json::JsonBody;
+pub use json::{JsonBody, JsonBodyOrEmpty};
 pub use middleware::RequestId;
 
 use crate::audit::{AuditLog, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::Kms;
+use crate::dynamic::{BackendService, LeaseService, RoleService};
 use crate::secrets::SecretService;
 use crate::store::Store;
 
@@ -44,6 +48,11 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Request bodies above this many bytes are refused with 413 before they are parsed.
     pub max_body_bytes: usize,
+    pub backends: BackendService,
+    pub roles: Arc<RoleService>,
+    pub leases: Arc<LeaseService>,
+    /// How old a PENDING lease intent must be before cleanup revokes it.
+    pub lease_intent_grace: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -111,6 +120,21 @@ pub fn app(
         .service(access::break_glass::open_break_glass)
         .service(access::break_glass::list_break_glass)
         .service(access::break_glass::end_break_glass)
+        .service(backends::list_backends)
+        .service(backends::put_backend)
+        .service(backends::get_backend)
+        .service(backends::delete_backend)
+        .service(backends::verify_backend)
+        .service(backends::rotate_root)
+        .service(roles::list_roles)
+        .service(roles::put_role)
+        .service(roles::get_role)
+        .service(roles::delete_role)
+        .service(leases::issue_lease)
+        .service(leases::list_leases)
+        .service(leases::get_lease)
+        .service(leases::renew_lease)
+        .service(leases::revoke_lease)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
         // Id routes first: their first segment must be a UUID (see `secrets` module docs).

@@ -30,6 +30,14 @@ pub enum EventType {
     AuthRoleChange,
     Login,
     AccessDenied,
+    BackendWrite,
+    BackendDelete,
+    BackendRotateRoot,
+    RoleWrite,
+    RoleDelete,
+    LeaseIssue,
+    LeaseRenew,
+    LeaseRevoke,
 }
 
 impl EventType {
@@ -54,6 +62,14 @@ impl EventType {
             Self::AuthRoleChange => "AUTH_ROLE_CHANGE",
             Self::Login => "LOGIN",
             Self::AccessDenied => "ACCESS_DENIED",
+            Self::BackendWrite => "BACKEND_WRITE",
+            Self::BackendDelete => "BACKEND_DELETE",
+            Self::BackendRotateRoot => "BACKEND_ROTATE_ROOT",
+            Self::RoleWrite => "ROLE_WRITE",
+            Self::RoleDelete => "ROLE_DELETE",
+            Self::LeaseIssue => "LEASE_ISSUE",
+            Self::LeaseRenew => "LEASE_RENEW",
+            Self::LeaseRevoke => "LEASE_REVOKE",
         }
     }
 }
@@ -109,6 +125,23 @@ impl AuditEvent {
             // The token appears only as its HMAC (see `TokenHmac`).
             detail: serde_json::json!({"tokenHmac": caller.token_hmac}),
             // Microseconds: what PostgreSQL stores, so the hashed form survives the round trip.
+            created_at: Utc::now().trunc_subsecs(6),
+        }
+    }
+
+    /// An event of the broker's own doing (e.g. cleaning up abandoned lease intents).
+    pub fn system(tenant: &str, event_type: EventType) -> Self {
+        Self {
+            event_type: event_type.as_str().to_owned(),
+            tenant_id: tenant.to_owned(),
+            environment: None,
+            path: None,
+            version: None,
+            principal: "system:leasehold".to_owned(),
+            source_ip: None,
+            request_id: None,
+            decision: Decision::Allow.as_str().to_owned(),
+            detail: serde_json::json!({}),
             created_at: Utc::now().trunc_subsecs(6),
         }
     }

@@ -23,6 +23,16 @@ impl Resource {
         Self(format!("{environment}/{path}"))
     }
 
+    /// The leases of a role: `environment/roles/name`.
+    pub fn role(environment: &Environment, name: &str) -> Self {
+        Self(format!("{environment}/roles/{name}"))
+    }
+
+    /// A backend: `backends/name`.
+    pub fn backend(name: &str) -> Self {
+        Self(format!("backends/{name}"))
+    }
+
     pub fn tenant_wide() -> Self {
         Self("*".to_owned())
     }

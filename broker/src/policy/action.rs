@@ -17,12 +17,15 @@ pub enum Action {
     LeasesRenew,
     LeasesRevoke,
     LeasesRevokeMass,
+    LeasesRead,
+    BackendsAdmin,
+    RolesAdmin,
     AuditRead,
     PoliciesAdmin,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 16] = [
         Self::SecretsRead,
         Self::SecretsWrite,
         Self::SecretsRotate,
@@ -34,6 +37,9 @@ impl Action {
         Self::LeasesRenew,
         Self::LeasesRevoke,
         Self::LeasesRevokeMass,
+        Self::LeasesRead,
+        Self::BackendsAdmin,
+        Self::RolesAdmin,
         Self::AuditRead,
         Self::PoliciesAdmin,
     ];
@@ -51,6 +57,9 @@ impl Action {
             Self::LeasesRenew => "leases:renew",
             Self::LeasesRevoke => "leases:revoke",
             Self::LeasesRevokeMass => "leases:revoke-mass",
+            Self::LeasesRead => "leases:read",
+            Self::BackendsAdmin => "backends:admin",
+            Self::RolesAdmin => "roles:admin",
             Self::AuditRead => "audit:read",
             Self::PoliciesAdmin => "policies:admin",
         }
@@ -61,8 +70,8 @@ impl Action {
     }
 
     /// One bit per action, for matching a statement's action set in one instruction.
-    pub fn bit(self) -> u16 {
-        1 << (self as u16)
+    pub fn bit(self) -> u32 {
+        1 << (self as u32)
     }
 }
 

@@ -96,7 +96,7 @@ pub struct Conditions {
 pub struct Statement {
     pub effect: Effect,
     pub principal: Glob,
-    pub actions: u16,
+    pub actions: u32,
     pub resources: Vec<Glob>,
     pub conditions: Conditions,
 }
@@ -175,7 +175,7 @@ impl StatementDocument {
                 "must name at least one action",
             ));
         }
-        let mut actions = 0u16;
+        let mut actions = 0u32;
         for (i, name) in self.actions.iter().enumerate() {
             let action = Action::parse(name).ok_or_else(|| {
                 error(

@@ -9,6 +9,9 @@
 
 mod access;
 mod audit;
+mod backends;
+mod leases;
+mod roles;
 mod secrets;
 mod tokens;
 
@@ -22,6 +25,9 @@ use sqlx::{PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
+pub use backends::{BackendRow, BackendWrite, SealedPassword};
+pub use leases::{ACTIVE, LeaseFilter, LeaseRow, PENDING, REVOKED};
+pub use roles::RoleRow;
 pub use secrets::{
     AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,

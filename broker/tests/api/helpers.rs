@@ -85,6 +85,7 @@ impl TestDb {
             alert_webhook_url: self.alert_webhook_url.clone(),
             audit_timeout_ms: 2000,
             audit_sink: self.audit_sink.clone(),
+            lease_intent_grace_seconds: 120,
         }
     }
 

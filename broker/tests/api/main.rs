@@ -10,4 +10,6 @@ mod bad_input;
 mod canary;
 mod cli;
 mod kubernetes;
+mod leases;
 mod secrets;
+mod targets;

@@ -1,0 +1,38 @@
+//! Why a dynamic-credentials operation failed; `api::error` maps each variant to HTTP.
+
+use leasehold_plugins::PluginError;
+
+use crate::audit::AuditError;
+use crate::crypto::EnvelopeError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DynamicError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    /// The target database refused or could not be reached; the message is scrubbed of secrets.
+    #[error("backend `{backend}`: {error}")]
+    Backend { backend: String, error: PluginError },
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl DynamicError {
+    pub fn backend(backend: &str, error: PluginError) -> Self {
+        Self::Backend {
+            backend: backend.to_owned(),
+            error,
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! Dynamic credentials through the HTTP API, against the machine's real PostgreSQL and MariaDB:
+//! backends, roles, leases, their authorization and their audit trail.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, contains, raw_dump};
+use crate::on_both_stores;
+use crate::targets::{ADMIN_PASSWORD, Kind, Target};
+
+const KINDS: [Kind; 2] = [Kind::Postgres, Kind::Mariadb];
+
+/// A backend named `name` and a role `role` on it; answers the target.
+async fn setup(app: &TestApp, kind: Kind, name: &str, role: &str) -> Target {
+    let target = Target::create(kind).await;
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            &format!("/v1/backends/{name}"),
+            Some(target.backend_body(ADMIN_PASSWORD)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "backend: {body}");
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            &format!("/v1/roles/{role}"),
+            Some(target.role_body(name)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "role: {body}");
+    target
+}
+
+async fn audit_types(app: &TestApp) -> Vec<String> {
+    let (_, page) = app.get("/v1/audit/events?limit=1000").await;
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn lifecycle(app: &TestApp, kind: Kind) {
+    let target = setup(app, kind, "db-main", "app-rw").await;
+
+    // The backend never shows its password; verify logs in with it.
+    let (status, backend) = app.get("/v1/backends/db-main").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!backend.to_string().contains(ADMIN_PASSWORD), "{backend}");
+    assert_eq!(backend["roles"], json!(["app-rw"]));
+    let (status, body) = app.post("/v1/backends/db-main/verify", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The role shows the defaults it will run, and its policy resource.
+    let (_, role) = app.get("/v1/roles/app-rw").await;
+    assert_eq!(role["resource"], "prod/roles/app-rw");
+    assert!(
+        role["creationStatements"][0]
+            .as_str()
+            .expect("statement")
+            .contains("{{"),
+        "{role}"
+    );
+
+    let (status, lease) = app
+        .post("/v1/leases", json!({"role": "app-rw", "ttl": "10m"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    let username = lease["username"].as_str().expect("username").to_owned();
+    let password = lease["password"].as_str().expect("password").to_owned();
+    let id = lease["leaseId"].as_str().expect("lease id").to_owned();
+    assert!(username.starts_with(&target.prefix));
+    assert_eq!(lease["renewable"], true);
+    target
+        .login(&username, &password)
+        .await
+        .expect("the credential logs in and reads");
+    if kind == Kind::Mariadb {
+        assert!(target.login(&username, "not-the-password").await.is_err());
+    }
+    if kind == Kind::Postgres {
+        let expires: chrono::DateTime<chrono::Utc> = lease["expiresAt"]
+            .as_str()
+            .expect("expiresAt")
+            .parse()
+            .expect("time");
+        assert_eq!(target.valid_until(&username).await, expires.timestamp());
+    }
+
+    // Renewal moves the expiry, capped at the lease's maximum, and reaches the target.
+    let (status, renewed) = app
+        .post(
+            &format!("/v1/leases/{id}/renew"),
+            json!({"increment": "30m"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert!(renewed["expiresAt"].as_str() > lease["expiresAt"].as_str());
+    if kind == Kind::Postgres {
+        let expires: chrono::DateTime<chrono::Utc> = renewed["expiresAt"]
+            .as_str()
+            .expect("expiresAt")
+            .parse()
+            .expect("time");
+        assert_eq!(target.valid_until(&username).await, expires.timestamp());
+    }
+    let (_, capped) = app
+        .post(
+            &format!("/v1/leases/{id}/renew"),
+            json!({"increment": "5h"}),
+        )
+        .await;
+    assert_eq!(capped["expiresAt"], capped["maxExpiresAt"], "{capped}");
+    assert!(capped["warning"].is_string());
+    assert_eq!(capped["renewable"], false);
+
+    // Reads never carry the password.
+    let (_, one) = app.get(&format!("/v1/leases/{id}")).await;
+    assert_eq!(one["state"], "ACTIVE");
+    let (_, page) = app.get("/v1/leases?role=app-rw&state=active").await;
+    assert_eq!(page["leases"].as_array().map(Vec::len), Some(1));
+    assert!(!page.to_string().contains(&password) && !one.to_string().contains(&password));
+
+    // Revoked: the user is gone and cannot log in; revoking again is a no-op.
+    let (status, revoked) = app
+        .post(&format!("/v1/leases/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["state"], "REVOKED");
+    assert!(!target.user_exists(&username).await);
+    assert!(target.login(&username, &password).await.is_err());
+    let (status, _) = app
+        .post(&format!("/v1/leases/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let types = audit_types(app).await;
+    for expected in [
+        "BACKEND_WRITE",
+        "ROLE_WRITE",
+        "LEASE_ISSUE",
+        "LEASE_RENEW",
+        "LEASE_REVOKE",
+    ] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "{expected} missing from {types:?}"
+        );
+    }
+
+    // Deleting the role and backend leaves nothing behind.
+    let (status, _) = app.request(Method::DELETE, "/v1/roles/app-rw", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .request(Method::DELETE, "/v1/backends/db-main", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    target.cleanup().await;
+}
+
+on_both_stores!(
+    issue_renew_revoke_on_postgresql_and_mariadb,
+    |app: TestApp| async move {
+        for kind in KINDS {
+            lifecycle(&app, kind).await;
+        }
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    ttl_above_the_maximum_is_capped_with_a_warning,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Mariadb, "db", "capped").await;
+        let (status, lease) = app
+            .post("/v1/leases", json!({"role": "capped", "ttl": "48h"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        assert_eq!(lease["expiresAt"], lease["maxExpiresAt"]);
+        assert!(
+            lease["warning"]
+                .as_str()
+                .expect("warning")
+                .contains("maxTtl")
+        );
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    deleting_a_backend_with_live_leases_names_them,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Postgres, "doomed", "doomed-rw").await;
+        let (_, lease) = app.post("/v1/leases", json!({"role": "doomed-rw"})).await;
+        let id = lease["leaseId"].as_str().expect("lease id");
+        let username = lease["username"].as_str().expect("username");
+
+        let (status, body) = app
+            .request(Method::DELETE, "/v1/backends/doomed", None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(id),
+            "{body}"
+        );
+        assert!(
+            target.user_exists(username).await,
+            "a refused delete changes nothing"
+        );
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/roles/doomed-rw", None)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "a role with live leases stays"
+        );
+
+        let (status, body) = app
+            .request(
+                Method::DELETE,
+                "/v1/backends/doomed?revokeLeases=true",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        assert!(!target.user_exists(username).await);
+        let (_, gone) = app.get(&format!("/v1/leases/{id}")).await;
+        assert_eq!(gone["state"], "REVOKED");
+        let (status, _) = app.get("/v1/roles/doomed-rw").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "the backend's roles go with it"
+        );
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    leases_are_authorized_per_role_and_denials_audited,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Mariadb, "db", "allowed").await;
+        let (status, _) = app
+            .request(
+                Method::PUT,
+                "/v1/roles/forbidden",
+                Some(target.role_body("db")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = app
+        .request(
+            Method::PUT,
+            "/v1/policies/issuer",
+            Some(json!({"statements": [{"effect": "allow", "principal": "service:prod:api",
+                "actions": ["leases:issue", "leases:renew"], "resources": ["prod/roles/allowed"]}]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = app.token_for("service:prod:api", json!({})).await;
+        let other = app.token_for("service:prod:other", json!({})).await;
+
+        let (status, lease) = app
+            .request_as(
+                &token,
+                Method::POST,
+                "/v1/leases",
+                Some(json!({"role": "allowed"})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        let id = lease["leaseId"].as_str().expect("lease id");
+        let (status, _) = app
+            .request_as(
+                &token,
+                Method::POST,
+                "/v1/leases",
+                Some(json!({"role": "forbidden"})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Its own lease: readable and renewable, not revocable (no leases:revoke).
+        let (status, _) = app
+            .request_as(&token, Method::GET, &format!("/v1/leases/{id}"), None, &[])
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = app
+            .request_as(
+                &token,
+                Method::POST,
+                &format!("/v1/leases/{id}/renew"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "renew with an empty body: {body}");
+        let (status, _) = app
+            .request_as(
+                &token,
+                Method::POST,
+                &format!("/v1/leases/{id}/revoke"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Another principal sees neither the lease nor the list; nor may it manage backends.
+        let (status, _) = app
+            .request_as(&other, Method::GET, &format!("/v1/leases/{id}"), None, &[])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = app
+            .request_as(&other, Method::GET, "/v1/leases", None, &[])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, page) = app
+            .request_as(
+                &other,
+                Method::GET,
+                "/v1/leases?principal=service:prod:other",
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (status, page["leases"].clone()),
+            (StatusCode::OK, json!([]))
+        );
+        let (status, _) = app
+            .request_as(
+                &token,
+                Method::PUT,
+                "/v1/backends/db",
+                Some(target.backend_body("x")),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let (_, denied) = app.get("/v1/audit/events?decision=DENY&limit=100").await;
+        let actions: Vec<&str> = denied["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["detail"]["action"].as_str())
+            .collect();
+        for expected in [
+            "leases:issue",
+            "leases:revoke",
+            "leases:read",
+            "backends:admin",
+        ] {
+            assert!(
+                actions.contains(&expected),
+                "{expected} deny not audited: {actions:?}"
+            );
+        }
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
+// Each bad body answers 400 naming the field, and nothing is stored.
+on_both_stores!(
+    bad_backend_and_role_bodies_change_nothing,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Postgres, "db", "good").await;
+        let good_backend = target.backend_body(ADMIN_PASSWORD);
+        let mut bad_backends: Vec<(&str, Value)> = Vec::new();
+        let mut b = good_backend.clone();
+        b["plugin"] = json!("oracle");
+        bad_backends.push(("plugin", b));
+        let mut b = good_backend.clone();
+        b["connection"]["sslMode"] = json!("prefer");
+        bad_backends.push(("connection.sslMode", b));
+        let mut b = good_backend.clone();
+        b["maxOpenConnections"] = json!(0);
+        bad_backends.push(("maxOpenConnections", b));
+        let mut b = good_backend.clone();
+        b["connection"]["host"] = json!("db; rm -rf /");
+        bad_backends.push(("connection.host", b));
+        for (field, body) in bad_backends {
+            let (status, answer) = app
+                .request(Method::PUT, "/v1/backends/new-db", Some(body))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+        }
+        let mut b = good_backend.clone();
+        b["connection"]
+            .as_object_mut()
+            .expect("object")
+            .remove("password");
+        let (status, answer) = app
+            .request(Method::PUT, "/v1/backends/new-db", Some(b))
+            .await;
+        assert_eq!(
+            (status, answer["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("connection.password"))
+        );
+        let (status, _) = app
+            .request(
+                Method::PUT,
+                "/v1/backends/Bad%20Name",
+                Some(good_backend.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let good_role = target.role_body("db");
+        let cases: Vec<(&str, &str, Value)> = vec![
+            (
+                "creationStatements",
+                "unknown placeholder",
+                json!({"creationStatements": ["CREATE ROLE {{nam}}"]}),
+            ),
+            (
+                "revocationStatements",
+                "only creation",
+                json!({"revocationStatements": ["ALTER ROLE {{name}} PASSWORD {{password}}"]}),
+            ),
+            (
+                "revocationStatements",
+                "must not be empty",
+                json!({"revocationStatements": []}),
+            ),
+            (
+                "usernameTemplate",
+                "random",
+                json!({"usernameTemplate": "fixed_name"}),
+            ),
+            (
+                "usernameTemplate",
+                "a-z",
+                json!({"usernameTemplate": "x\"; DROP TABLE t; --{{random}}"}),
+            ),
+            (
+                "memberOf",
+                "group role",
+                json!({"memberOf": ["a\"; DROP ROLE postgres; --"]}),
+            ),
+            (
+                "defaultTtl",
+                "exceed",
+                json!({"defaultTtl": "2h", "maxTtl": "1h"}),
+            ),
+            (
+                "passwordPolicy",
+                "between",
+                json!({"passwordPolicy": {"length": 8}}),
+            ),
+            ("backend", "create it first", json!({"backend": "missing"})),
+            ("environment", "", json!({"environment": "Prod!"})),
+        ];
+        for (field, words, change) in cases {
+            let mut body = good_role.clone();
+            for (k, v) in change.as_object().expect("object") {
+                body[k] = v.clone();
+            }
+            let (status, answer) = app
+                .request(Method::PUT, "/v1/roles/bad-role", Some(body))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .expect("message")
+                    .contains(words),
+                "{answer}"
+            );
+        }
+        let (status, _) = app
+            .request(Method::PUT, "/v1/roles/Bad_Role", Some(good_role.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, answer) = app
+            .post("/v1/leases", json!({"role": "good", "ttl": "forever"}))
+            .await;
+        assert_eq!(
+            (status, answer["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("ttl"))
+        );
+        let (status, _) = app.post("/v1/leases", json!({"role": "ghost"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let (_, backends) = app.get("/v1/backends").await;
+        assert_eq!(backends["backends"], json!(["db"]));
+        let (_, roles) = app.get("/v1/roles").await;
+        assert_eq!(roles["roles"], json!(["good"]));
+        let (_, leases) = app.get("/v1/leases").await;
+        assert_eq!(leases["leases"], json!([]));
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    a_failed_issue_leaves_no_user_and_no_pending_lease,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Postgres, "db", "broken").await;
+        let mut role = target.role_body("db");
+        // The user is created, then the second statement fails: the user must not survive.
+        role["creationStatements"] = json!([
+            "CREATE ROLE {{name}} WITH LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}",
+            "GRANT no_such_group_role_anywhere TO {{name}}"
+        ]);
+        let (status, body) = app
+            .request(Method::PUT, "/v1/roles/broken", Some(role))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = app.post("/v1/leases", json!({"role": "broken"})).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(body["error"]["code"], "backend_rejected");
+        let (_, leases) = app.get("/v1/leases").await;
+        let leases = leases["leases"].as_array().expect("leases").clone();
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0]["state"], "REVOKED", "{leases:?}");
+        assert!(
+            !target
+                .user_exists(leases[0]["username"].as_str().expect("username"))
+                .await
+        );
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    rotate_root_leaves_nobody_knowing_the_admin_password,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Mariadb, "db", "after-rotation").await;
+        let (status, body) = app.post("/v1/backends/db/rotate-root", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["generation"], 2);
+        assert!(
+            target
+                .login(&target.admin_user(), ADMIN_PASSWORD)
+                .await
+                .is_err(),
+            "the old admin password still works"
+        );
+        let (status, body) = app.post("/v1/backends/db/verify", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, lease) = app
+            .post("/v1/leases", json!({"role": "after-rotation"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        // A later PUT without a password keeps the rotated one.
+        let mut body = target.backend_body("unused");
+        body["connection"]
+            .as_object_mut()
+            .expect("object")
+            .remove("password");
+        body["maxOpenConnections"] = json!(2);
+        let (status, answer) = app
+            .request(Method::PUT, "/v1/backends/db", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, body) = app.post("/v1/backends/db/verify", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    admin_passwords_are_sealed_at_rest,
+    |app: TestApp| async move {
+        let target = Target::create(Kind::Mariadb).await;
+        let canary = format!("Canary-admin-{}", uuid::Uuid::new_v4().simple());
+        target
+            .admin_sql(&format!(
+                "ALTER USER '{}'@'%' IDENTIFIED BY '{canary}'",
+                target.admin_user()
+            ))
+            .await;
+        let (status, body) = app
+            .request(
+                Method::PUT,
+                "/v1/backends/sealed",
+                Some(target.backend_body(&canary)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = app.post("/v1/backends/sealed/verify", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, read) = app.get("/v1/backends/sealed").await;
+        assert!(!read.to_string().contains(&canary));
+        assert!(
+            !contains(&raw_dump(&app).await, &canary),
+            "the admin password is stored in plaintext"
+        );
+        assert!(!app.metrics().await.contains(&canary));
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
