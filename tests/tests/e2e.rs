@@ -346,3 +346,138 @@ async fn production_server_on_postgres_with_tls() {
     .await
     .expect("drop db");
 }
+
+/// Runs SQL as MariaDB's root (127.0.0.1:3306, empty password, as `tests/run` sets up).
+async fn mariadb_root(sql: &str) -> Vec<String> {
+    use mysql_async::prelude::Queryable;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(3306)
+        .user(Some("root"));
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .expect("MariaDB on 127.0.0.1:3306");
+    let rows: Vec<String> = conn.query(sql).await.unwrap_or_default();
+    let _ = conn.disconnect().await;
+    rows
+}
+
+/// The broker dies between "user created" and "lease activated" (a fail-point aborts it, like a
+/// SIGKILL). After a restart the intent is revoked: the user is gone and no lease stays PENDING.
+#[tokio::test]
+async fn a_crash_after_creating_a_user_never_orphans_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = format!("lhcrash{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let password = "Crash-admin-pw-1";
+    mariadb_root(&format!(
+        "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
+         GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
+    ))
+    .await;
+    let config = dir.path().join("leasehold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\nlease_intent_grace_seconds = 1\n\
+             [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
+            dir.path().join("leasehold.db").display(),
+            dir.path().join("master.key").display()
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.to_str().expect("utf-8");
+    let init = Command::new(leasehold_bin())
+        .args(["operator", "init", "--config", config_arg, "--json"])
+        .output()
+        .await
+        .expect("init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let init: Value = serde_json::from_slice(&init.stdout).expect("init JSON");
+    let token = init["token"].as_str().expect("token").to_owned();
+    let client = reqwest::Client::new();
+
+    let mut server = Server::start(
+        &["--config", config_arg],
+        &[("LEASEHOLD_FAILPOINT", "lease-after-create")],
+    )
+    .await;
+    let (status, body) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{}/v1/backends/maria", server.addr),
+        &token,
+        Some(
+            json!({"plugin": "mariadb", "connection": {"host": "127.0.0.1", "port": 3306,
+            "username": format!("{prefix}_admin"), "password": password, "sslMode": "disable"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{}/v1/roles/crash", server.addr),
+        &token,
+        Some(json!({"backend": "maria", "environment": "prod",
+            "usernameTemplate": format!("{prefix}_{{{{random}}}}")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let issue = client
+        .post(format!("{}/v1/leases", server.addr))
+        .bearer_auth(&token)
+        .json(&json!({"role": "crash"}))
+        .send()
+        .await;
+    assert!(
+        issue.is_err(),
+        "the broker answered instead of dying at the fail-point"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("the broker dies")
+        .expect("wait");
+    assert!(!exit.success());
+    let users_like = format!(
+        "SELECT user FROM mysql.user WHERE user LIKE '{prefix}\\_%' AND user <> '{prefix}_admin'"
+    );
+    let orphans = mariadb_root(&users_like).await;
+    assert_eq!(
+        orphans.len(),
+        1,
+        "the user was created before the crash: {orphans:?}"
+    );
+
+    let server = Server::start(&["--config", config_arg], &[]).await;
+    let mut remaining = orphans.clone();
+    for _ in 0..100 {
+        remaining = mariadb_root(&users_like).await;
+        if remaining.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        remaining.is_empty(),
+        "the orphan survived the restart: {remaining:?}"
+    );
+    let (status, page) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/leases", server.addr),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let leases = page["leases"].as_array().expect("leases");
+    assert_eq!(leases.len(), 1, "{page}");
+    assert_eq!(leases[0]["state"], "REVOKED", "{page}");
+    assert_eq!(leases[0]["username"], orphans[0].as_str());
+    server.terminate().await;
+    mariadb_root(&format!("DROP USER IF EXISTS '{prefix}_admin'@'%'")).await;
+}
