@@ -1,13 +1,13 @@
 //! `leasehold policy|token|group|break-glass …` and `leasehold whoami`: identity and access from
 //! the command line.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::output::{call, print, read_json_file};
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
@@ -94,50 +94,11 @@ pub enum BreakGlassCommand {
     End { id: String },
 }
 
-async fn print(
-    client_args: &ClientArgs,
-    value: Value,
-    human: impl FnOnce(&Value) -> String,
-) -> Result<(), CliError> {
-    if client_args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).map_err(CliError::other)?
-        );
-    } else {
-        println!("{}", human(&value));
-    }
-    Ok(())
-}
-
-async fn call(
-    client: &ApiClient,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, CliError> {
-    match client.call::<Value>(method, path, body.as_ref()).await {
-        // 204 answers have no body.
-        Err(CliError::Other(_)) => Ok(Value::Null),
-        other => other,
-    }
-}
-
 pub async fn policy(client_args: &ClientArgs, command: PolicyCommand) -> Result<(), CliError> {
     let client = ApiClient::new(client_args)?;
     match command {
         PolicyCommand::Put { name, file } => {
-            let mut text = String::new();
-            if file.as_os_str() == "-" {
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(CliError::other)?;
-            } else {
-                text = std::fs::read_to_string(&file)
-                    .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-            }
-            let document: Value = serde_json::from_str(&text)
-                .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            let document = read_json_file(&file)?;
             let stored = call(
                 &client,
                 Method::PUT,

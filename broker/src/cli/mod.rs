@@ -1,5 +1,5 @@
 //! The `leasehold` command line: `server`, operator tools (`migrate`, `operator`, `kms`), API
-//! client commands (`secret …`) and `bench`. Client commands print human output by default and
+//! client commands (`secret …`, `backend|role|lease …`) and `bench`. Client commands print human output by default and
 //! the API's JSON with `--json`.
 
 mod access;
@@ -7,6 +7,8 @@ mod admin;
 mod audit;
 mod bench;
 mod client;
+mod dynamic;
+mod output;
 mod secret;
 mod server;
 
@@ -61,6 +63,15 @@ enum Command {
     /// Static secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Credential backends (database servers leases create users in).
+    #[command(subcommand)]
+    Backend(dynamic::BackendCommand),
+    /// Roles: what a lease on a backend creates.
+    #[command(subcommand)]
+    Role(dynamic::RoleCommand),
+    /// Leases: issue, renew, revoke and list dynamic credentials.
+    #[command(subcommand)]
+    Lease(dynamic::LeaseCommand),
     /// Measure the broker against its physical limits.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -113,6 +124,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit(command) => audit::run(&cli.client, command).await,
         Command::Whoami => access::whoami(&cli.client).await,
         Command::Secret(args) => secret::run(&cli.client, args).await,
+        Command::Backend(command) => dynamic::backend(&cli.client, command).await,
+        Command::Role(command) => dynamic::role(&cli.client, command).await,
+        Command::Lease(command) => dynamic::lease(&cli.client, command).await,
         Command::Bench(command) => bench::run(&cli.client, command).await,
     };
     match result {
