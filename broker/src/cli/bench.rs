@@ -3,7 +3,8 @@
 //!
 //! `bench read` alternates rounds of the trivial authenticated route (`GET /v1/auth/self`: the
 //! same server, auth included, no store read or decryption) with rounds of static reads, so that
-//! machine noise hits both alike, and reports the medians and their ratio.
+//! machine noise hits both alike, and reports the medians and their ratio. `bench issue` and
+//! `bench renew` (in `bench_leases`) do the same against a plain database client.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,10 @@ pub enum BenchCommand {
     Read(ReadArgs),
     /// Policy decisions in process, over a synthetic estate (no server needed).
     Policy(PolicyArgs),
+    /// Lease issues against a plain client running the role's creation statements.
+    Issue(super::bench_leases::LeaseBenchArgs),
+    /// Lease renewals against a plain client running the role's renewal statements.
+    Renew(super::bench_leases::LeaseBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +102,8 @@ pub async fn run(client: &ClientArgs, command: BenchCommand) -> Result<(), CliEr
             policy(client, &args);
             Ok(())
         }
+        BenchCommand::Issue(args) => super::bench_leases::issue(client, args).await,
+        BenchCommand::Renew(args) => super::bench_leases::renew(client, args).await,
     }
 }
 
@@ -315,7 +322,7 @@ async fn phase(
     })
 }
 
-fn percentile(sorted_micros: &[u32], q: f64) -> f64 {
+pub(super) fn percentile(sorted_micros: &[u32], q: f64) -> f64 {
     if sorted_micros.is_empty() {
         return 0.0;
     }
@@ -323,7 +330,7 @@ fn percentile(sorted_micros: &[u32], q: f64) -> f64 {
     f64::from(sorted_micros[index.min(sorted_micros.len() - 1)]) / 1000.0
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(super) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     match values.len() {
