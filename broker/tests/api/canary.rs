@@ -237,3 +237,116 @@ async fn the_canary_appears_nowhere() {
     }
     app.cleanup().await;
 }
+
+/// Dynamic credentials: a canary admin password and every issued password (and its MariaDB hash,
+/// which is password-equivalent) appear nowhere but in the issue answer — including when the
+/// target rejects a statement that quotes the password back in its error message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_and_admin_passwords_appear_nowhere() {
+    use crate::targets::{Kind, Target};
+    use leasehold_plugins::hashing::mysql_native_hash;
+
+    let logs = captured_logs();
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let target = Target::create(Kind::Mariadb).await;
+    let admin_canary = format!("Admin-{CANARY}");
+    target
+        .admin_sql(&format!(
+            "ALTER USER '{}'@'%' IDENTIFIED BY '{admin_canary}'",
+            target.admin_user()
+        ))
+        .await;
+    let mut bodies = Vec::new();
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            "/v1/backends/canary-db",
+            Some(target.backend_body(&admin_canary)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    bodies.push(body.to_string());
+    // Bad input carrying the admin password.
+    let mut bad = target.backend_body(&admin_canary);
+    bad["maxOpenConnections"] = json!(admin_canary.clone());
+    let (status, body) = app
+        .request(Method::PUT, "/v1/backends/canary-db", Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    bodies.push(body.to_string());
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            "/v1/roles/canary-rw",
+            Some(target.role_body("canary-db")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, lease) = app.post("/v1/leases", json!({"role": "canary-rw"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    let password = lease["password"].as_str().expect("password").to_owned();
+    let id = lease["leaseId"].as_str().expect("lease id").to_owned();
+    let hash = mysql_native_hash(&password);
+    for path in [
+        format!("/v1/leases/{id}/renew"),
+        format!("/v1/leases/{id}/revoke"),
+    ] {
+        let (status, body) = app.post(&path, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        bodies.push(body.to_string());
+    }
+    let (_, listed) = app.get("/v1/leases").await;
+    bodies.push(listed.to_string());
+
+    // A statement the target rejects, with the password where MariaDB's "near '…'" quotes it.
+    let mut role = target.role_body("canary-db");
+    role["creationStatements"] = json!([
+        "CREATE USER {{name}}@'%' IDENTIFIED BY {{password}} {{password}} {{password_hash}}"
+    ]);
+    let (status, body) = app
+        .request(Method::PUT, "/v1/roles/canary-broken", Some(role))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post("/v1/leases", json!({"role": "canary-broken"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("<redacted>"),
+        "the target's message quoted nothing: {message}"
+    );
+    bodies.push(body.to_string());
+
+    let metrics = app.metrics().await;
+    let (_, events) = app.get("/v1/audit/events?limit=1000").await;
+    let store = raw_dump(&app).await;
+    let logs = logs.0.lock().map(|l| l.clone()).unwrap_or_default();
+    let places: [(&str, Vec<u8>); 5] = [
+        ("logs", logs),
+        ("audit events", events.to_string().into_bytes()),
+        ("metrics", metrics.into_bytes()),
+        ("later bodies", bodies.join("\n").into_bytes()),
+        ("store", store),
+    ];
+    for (place, bytes) in &places {
+        for (what, secret) in [
+            ("admin password", &admin_canary),
+            ("lease password", &password),
+            ("password hash", &hash),
+        ] {
+            assert!(!contains(bytes, secret), "the {what} leaked into {place}");
+        }
+    }
+    let (status, _) = app
+        .request(
+            Method::DELETE,
+            "/v1/backends/canary-db?revokeLeases=true",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    target.cleanup().await;
+    app.cleanup().await;
+}
