@@ -481,3 +481,49 @@ async fn unreachable_targets_are_retryable_errors() {
     assert!(!error.message.contains("wrong-password"));
     target.cleanup().await;
 }
+
+/// `verify-full` over rustls: the credential is created through TLS when the server's certificate
+/// chains to the configured root, and the connection is refused when it does not.
+#[tokio::test]
+async fn postgresql_verify_full_checks_the_server_certificate() {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let cert_pem = cert.cert.pem();
+    let target = PostgresTarget::on(scratch_postgres::ScratchPostgres::start_with_tls(
+        &cert_pem,
+        &cert.signing_key.serialize_pem(),
+    ))
+    .await;
+    let admin = format!("{}_admin", target.prefix());
+    let mut connection = target.connection(&admin, targets::ADMIN_PASSWORD, 2);
+    connection.ssl_mode = leasehold_plugins::SslMode::VerifyFull;
+    connection.root_certificate = Some(cert_pem);
+    let backend = leasehold_plugins::open(target.kind(), connection.clone()).expect("plugin");
+    backend
+        .verify()
+        .await
+        .expect("TLS with the configured root");
+    let username = new_username(&target);
+    let password = PasswordPolicy::default().generate();
+    backend
+        .create(&creation(&target, &username, &password))
+        .await
+        .expect("create over TLS");
+    assert!(target.user_exists(&username).await);
+    let encrypted = target
+        .superuser_query_i64(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.usename = '{admin}'"
+        ))
+        .await;
+    assert!(encrypted >= 1, "the backend's connection is not encrypted");
+
+    // Without the root, the public web roots do not vouch for a self-signed certificate.
+    connection.root_certificate = None;
+    let untrusting = leasehold_plugins::open(target.kind(), connection).expect("plugin");
+    let error = untrusting
+        .verify()
+        .await
+        .expect_err("an untrusted certificate");
+    assert!(error.is_retryable(), "{error}");
+}

@@ -18,6 +18,15 @@ pub struct ScratchPostgres {
 
 impl ScratchPostgres {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that also accepts TLS, with this certificate and key (PEM).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("lh-scratch-pg-")
@@ -46,12 +55,29 @@ impl ScratchPostgres {
                 "--encoding=UTF8",
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all \
              -c max_connections=300",
             cluster.port,
             path(cluster.dir.path())
         );
+        if let Some((cert, key)) = tls {
+            let cert_file = cluster.dir.path().join("server.crt");
+            let key_file = cluster.dir.path().join("server.key");
+            std::fs::write(&cert_file, cert).expect("certificate");
+            std::fs::write(&key_file, key).expect("key");
+            std::fs::set_permissions(
+                &key_file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("key mode");
+            cluster.chown_to_postgres();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                path(&cert_file),
+                path(&key_file)
+            ));
+        }
         cluster.run(
             "pg_ctl",
             &[

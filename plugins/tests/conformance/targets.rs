@@ -47,7 +47,10 @@ pub struct PostgresTarget {
 
 impl PostgresTarget {
     pub async fn start() -> Self {
-        let cluster = ScratchPostgres::start();
+        Self::on(ScratchPostgres::start()).await
+    }
+
+    pub async fn on(cluster: ScratchPostgres) -> Self {
         let target = Self {
             cluster,
             prefix: random_prefix("pg"),
