@@ -17,6 +17,7 @@ pub mod password;
 mod pool;
 pub mod postgres;
 mod request;
+mod script;
 pub mod template;
 pub mod username;
 

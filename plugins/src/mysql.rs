@@ -8,7 +8,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 use secrecy::{ExposeSecret, SecretString};
@@ -16,14 +15,14 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::error::scrub;
 use crate::hashing::mysql_native_hash;
 use crate::pool::{Connect, Pool};
-use crate::template::{Dialect, Purpose, Values, parse_all, quote_literal};
+use crate::script;
+use crate::template::{Dialect, Purpose, Values, quote_literal};
 use crate::{
     Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
     SslMode,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REVOKE_CHUNK: usize = 50;
 /// ER_CANNOT_USER: e.g. `DROP USER` of a user that does not exist (without `IF EXISTS`).
 const CANNOT_USER: u16 = 1396;
 
@@ -122,28 +121,6 @@ impl MysqlBackend {
         }
     }
 
-    async fn revoke_chunk(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
-        let scripts: Vec<Result<String, PluginError>> =
-            users.iter().map(revocation_script).collect();
-        let together: Result<Vec<&str>, _> = scripts
-            .iter()
-            .map(|s| s.as_deref().map_err(Clone::clone))
-            .collect();
-        if let Ok(parts) = together
-            && self.execute(&parts.join(";\n"), &[]).await.is_ok()
-        {
-            return users.iter().map(|_| Ok(())).collect();
-        }
-        let mut results = Vec::with_capacity(users.len());
-        for script in scripts {
-            results.push(match script {
-                Ok(script) => self.execute_unless_gone(&script).await,
-                Err(e) => Err(e),
-            });
-        }
-        results
-    }
-
     /// `IDENTIFIED BY …` for `password` in this flavour's pre-hashed form where there is one.
     fn identified_by(&self, password: &SecretString) -> Result<SecretString, PluginError> {
         Ok(SecretString::from(match self.kind {
@@ -159,30 +136,14 @@ impl MysqlBackend {
     }
 }
 
-fn render_script(
-    purpose: Purpose,
-    statements: &[String],
-    values: &Values<'_>,
-) -> Result<String, PluginError> {
-    let rendered: Result<Vec<String>, PluginError> =
-        parse_all(Dialect::Mysql, purpose, statements)?
-            .iter()
-            .map(|t| t.render(Dialect::Mysql, values))
-            .collect();
-    Ok(rendered?.join(";\n"))
-}
+impl script::RevokeTarget for MysqlBackend {
+    async fn run(&self, script: &str) -> Result<(), PluginError> {
+        self.execute(script, &[]).await
+    }
 
-fn revocation_script(user: &RevokeUser) -> Result<String, PluginError> {
-    render_script(
-        Purpose::Revocation,
-        &user.statements,
-        &Values {
-            name: &user.username,
-            password: None,
-            password_hash: None,
-            expiration: None,
-        },
-    )
+    async fn run_unless_gone(&self, script: &str) -> Result<(), PluginError> {
+        self.execute_unless_gone(script).await
+    }
 }
 
 #[async_trait]
@@ -197,7 +158,8 @@ impl CredentialBackend for MysqlBackend {
 
     async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
         let hash = SecretString::from(mysql_native_hash(user.password.expose_secret()));
-        let script = SecretString::from(render_script(
+        let script = SecretString::from(script::render(
+            Dialect::Mysql,
             Purpose::Creation,
             &user.statements,
             &Values {
@@ -218,7 +180,8 @@ impl CredentialBackend for MysqlBackend {
         if user.statements.is_empty() {
             return Ok(());
         }
-        let script = render_script(
+        let script = script::render(
+            Dialect::Mysql,
             Purpose::Renewal,
             &user.statements,
             &Values {
@@ -232,15 +195,7 @@ impl CredentialBackend for MysqlBackend {
     }
 
     async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
-        join_all(
-            users
-                .chunks(REVOKE_CHUNK)
-                .map(|chunk| self.revoke_chunk(chunk)),
-        )
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+        script::revoke_batch(Dialect::Mysql, users, self).await
     }
 
     async fn set_password(

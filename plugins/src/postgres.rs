@@ -9,7 +9,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::join_all;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
@@ -19,14 +18,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::error::scrub;
 use crate::hashing::scram_sha256_verifier;
 use crate::pool::{Connect, Pool};
-use crate::template::{Dialect, Purpose, Values, parse_all, quote_identifier, quote_literal};
+use crate::script;
+use crate::template::{Dialect, Purpose, Values, quote_identifier, quote_literal};
 use crate::{
     Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
     SslMode,
 };
 
-/// Users revoked per round trip; chunks run in parallel up to the pool's size.
-const REVOKE_CHUNK: usize = 50;
 /// SQLSTATE `undefined_object`: the role is already gone.
 const UNDEFINED_OBJECT: &str = "42704";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,56 +167,16 @@ impl PostgresBackend {
             other => other.map_err(|e| classify(&e, &[])),
         }
     }
+}
 
-    async fn revoke_chunk(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
-        let scripts: Vec<Result<String, PluginError>> =
-            users.iter().map(revocation_script).collect();
-        let together: Result<Vec<&str>, _> = scripts
-            .iter()
-            .map(|s| s.as_deref().map_err(Clone::clone))
-            .collect();
-        // One round trip for the whole chunk when every user is there to drop.
-        if let Ok(parts) = together
-            && self.execute(&parts.join(";\n"), &[]).await.is_ok()
-        {
-            return users.iter().map(|_| Ok(())).collect();
-        }
-        // Otherwise one by one, so one failing user does not fail the others.
-        let mut results = Vec::with_capacity(users.len());
-        for script in scripts {
-            results.push(match script {
-                Ok(script) => self.execute_unless_gone(&script).await,
-                Err(e) => Err(e),
-            });
-        }
-        results
+impl script::RevokeTarget for PostgresBackend {
+    async fn run(&self, script: &str) -> Result<(), PluginError> {
+        self.execute(script, &[]).await
     }
-}
 
-fn render_script(
-    purpose: Purpose,
-    statements: &[String],
-    values: &Values<'_>,
-) -> Result<String, PluginError> {
-    let rendered: Result<Vec<String>, PluginError> =
-        parse_all(Dialect::Postgres, purpose, statements)?
-            .iter()
-            .map(|t| t.render(Dialect::Postgres, values))
-            .collect();
-    Ok(rendered?.join(";\n"))
-}
-
-fn revocation_script(user: &RevokeUser) -> Result<String, PluginError> {
-    render_script(
-        Purpose::Revocation,
-        &user.statements,
-        &Values {
-            name: &user.username,
-            password: None,
-            password_hash: None,
-            expiration: None,
-        },
-    )
+    async fn run_unless_gone(&self, script: &str) -> Result<(), PluginError> {
+        self.execute_unless_gone(script).await
+    }
 }
 
 #[async_trait]
@@ -233,7 +191,8 @@ impl CredentialBackend for PostgresBackend {
 
     async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
         let verifier = compute_verifier(&user.password).await?;
-        let script = render_script(
+        let script = script::render(
+            Dialect::Postgres,
             Purpose::Creation,
             &user.statements,
             &Values {
@@ -255,7 +214,8 @@ impl CredentialBackend for PostgresBackend {
         if user.statements.is_empty() {
             return Ok(());
         }
-        let script = render_script(
+        let script = script::render(
+            Dialect::Postgres,
             Purpose::Renewal,
             &user.statements,
             &Values {
@@ -269,15 +229,7 @@ impl CredentialBackend for PostgresBackend {
     }
 
     async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {
-        join_all(
-            users
-                .chunks(REVOKE_CHUNK)
-                .map(|chunk| self.revoke_chunk(chunk)),
-        )
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+        script::revoke_batch(Dialect::Postgres, users, self).await
     }
 
     async fn set_password(

@@ -1,0 +1,79 @@
+//! Turning a role's statement templates into one script per request, and revoking a batch of
+//! users in as few round trips as the target allows. Shared by both database plugins.
+
+use futures_util::future::join_all;
+
+use crate::template::{Dialect, Purpose, Values, parse_all};
+use crate::{PluginError, RevokeUser};
+
+/// Users revoked per round trip; chunks run in parallel up to the pool's size.
+const REVOKE_CHUNK: usize = 50;
+
+/// The statements rendered with `values`, joined into one script.
+pub(crate) fn render(
+    dialect: Dialect,
+    purpose: Purpose,
+    statements: &[String],
+    values: &Values<'_>,
+) -> Result<String, PluginError> {
+    let rendered: Result<Vec<String>, PluginError> = parse_all(dialect, purpose, statements)?
+        .iter()
+        .map(|t| t.render(dialect, values))
+        .collect();
+    Ok(rendered?.join(";\n"))
+}
+
+fn revocation(dialect: Dialect, user: &RevokeUser) -> Result<String, PluginError> {
+    render(
+        dialect,
+        Purpose::Revocation,
+        &user.statements,
+        &Values {
+            name: &user.username,
+            password: None,
+            password_hash: None,
+            expiration: None,
+        },
+    )
+}
+
+/// Runs revocation scripts on one target.
+pub(crate) trait RevokeTarget: Sync {
+    /// Runs `script` in one round trip.
+    fn run(&self, script: &str) -> impl Future<Output = Result<(), PluginError>> + Send;
+
+    /// Runs one user's `script`; a user that no longer exists counts as revoked.
+    fn run_unless_gone(&self, script: &str)
+    -> impl Future<Output = Result<(), PluginError>> + Send;
+}
+
+/// Revokes `users` in chunks run in parallel: each chunk in one round trip when all of it
+/// succeeds, otherwise user by user, so one failing user never fails the others.
+pub(crate) async fn revoke_batch(
+    dialect: Dialect,
+    users: &[RevokeUser],
+    target: &impl RevokeTarget,
+) -> Vec<Result<(), PluginError>> {
+    let chunks = users.chunks(REVOKE_CHUNK).map(|chunk| async move {
+        let scripts: Vec<Result<String, PluginError>> =
+            chunk.iter().map(|u| revocation(dialect, u)).collect();
+        let together: Result<Vec<&str>, PluginError> = scripts
+            .iter()
+            .map(|s| s.as_deref().map_err(Clone::clone))
+            .collect();
+        if let Ok(parts) = together
+            && target.run(&parts.join(";\n")).await.is_ok()
+        {
+            return chunk.iter().map(|_| Ok(())).collect::<Vec<_>>();
+        }
+        let mut results = Vec::with_capacity(chunk.len());
+        for script in scripts {
+            results.push(match script {
+                Ok(script) => target.run_unless_gone(&script).await,
+                Err(e) => Err(e),
+            });
+        }
+        results
+    });
+    join_all(chunks).await.into_iter().flatten().collect()
+}
