@@ -177,21 +177,10 @@ impl CredentialBackend for MysqlBackend {
     }
 
     async fn renew(&self, user: &RenewUser) -> Result<(), PluginError> {
-        if user.statements.is_empty() {
-            return Ok(());
+        match script::renewal(Dialect::Mysql, user)? {
+            Some(script) => self.execute(&script, &[]).await,
+            None => Ok(()),
         }
-        let script = script::render(
-            Dialect::Mysql,
-            Purpose::Renewal,
-            &user.statements,
-            &Values {
-                name: &user.username,
-                password: None,
-                password_hash: None,
-                expiration: Some(user.expires_at),
-            },
-        )?;
-        self.execute(&script, &[]).await
     }
 
     async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {

@@ -211,21 +211,10 @@ impl CredentialBackend for PostgresBackend {
     }
 
     async fn renew(&self, user: &RenewUser) -> Result<(), PluginError> {
-        if user.statements.is_empty() {
-            return Ok(());
+        match script::renewal(Dialect::Postgres, user)? {
+            Some(script) => self.execute(&script, &[]).await,
+            None => Ok(()),
         }
-        let script = script::render(
-            Dialect::Postgres,
-            Purpose::Renewal,
-            &user.statements,
-            &Values {
-                name: &user.username,
-                password: None,
-                password_hash: None,
-                expiration: Some(user.expires_at),
-            },
-        )?;
-        self.execute(&script, &[]).await
     }
 
     async fn revoke(&self, users: &[RevokeUser]) -> Vec<Result<(), PluginError>> {

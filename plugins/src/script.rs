@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 
 use crate::template::{Dialect, Purpose, Values, parse_all};
-use crate::{PluginError, RevokeUser};
+use crate::{PluginError, RenewUser, RevokeUser};
 
 /// Users revoked per round trip; chunks run in parallel up to the pool's size.
 const REVOKE_CHUNK: usize = 50;
@@ -21,6 +21,25 @@ pub(crate) fn render(
         .map(|t| t.render(dialect, values))
         .collect();
     Ok(rendered?.join(";\n"))
+}
+
+/// The renewal script of `user`, or `None` when the role has no renewal statements.
+pub(crate) fn renewal(dialect: Dialect, user: &RenewUser) -> Result<Option<String>, PluginError> {
+    if user.statements.is_empty() {
+        return Ok(None);
+    }
+    render(
+        dialect,
+        Purpose::Renewal,
+        &user.statements,
+        &Values {
+            name: &user.username,
+            password: None,
+            password_hash: None,
+            expiration: Some(user.expires_at),
+        },
+    )
+    .map(Some)
 }
 
 fn revocation(dialect: Dialect, user: &RevokeUser) -> Result<String, PluginError> {
