@@ -230,6 +230,13 @@ fn dynamic_parts(error: &DynamicError) -> (StatusCode, &'static str, String, Opt
             (status, code, message.to_owned(), None)
         }
         DynamicError::Audit(_) => audit_parts(),
+        DynamicError::Unrecorded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the lease could not be recorded durably, so no credential was created; retry later"
+                .to_owned(),
+            None,
+        ),
     }
 }
 

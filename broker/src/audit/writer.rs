@@ -3,6 +3,11 @@
 //! appends them to the chain in one transaction, so a burst of reads costs one commit, not one
 //! each. A request whose event is not durable within the timeout fails with "audit unavailable":
 //! a stuck store never freezes the server, and nothing is returned without its event.
+//!
+//! The same transaction carries the row changes that must commit exactly with their event (a
+//! lease's activation with `LEASE_ISSUE`, its new expiry with `LEASE_RENEW`), and lease intents,
+//! which must be durable before a user is created and are frequent enough that one commit each
+//! would cap the issue rate ([`JournalEffect`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditEvent;
 use super::sink::JsonLinesSink;
-use crate::store::Store;
+use crate::store::{JournalEffect, Store};
 
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
@@ -23,7 +28,14 @@ pub enum AuditError {
     Unavailable,
 }
 
-type Pending = (AuditEvent, oneshot::Sender<Result<(), AuditError>>);
+/// An event, a row change, or both, committed together.
+struct Entry {
+    event: Option<AuditEvent>,
+    effect: Option<JournalEffect>,
+}
+
+/// What the writer answers: whether the entry's effect applied (`true` without one).
+type Pending = (Entry, oneshot::Sender<Result<bool, AuditError>>);
 
 /// The handle requests record events through.
 #[derive(Clone)]
@@ -55,10 +67,41 @@ impl AuditLog {
             drop(event);
             return Ok(());
         }
+        self.submit(Some(event), None).await.map(|_| ())
+    }
+
+    /// Records `event` and applies `effect` in the same transaction; `Ok(false)` when the effect
+    /// found no row to change (the event is recorded all the same).
+    ///
+    /// # Errors
+    /// `Unavailable` when the batch was not committed in time: neither happened.
+    pub async fn record_with(
+        &self,
+        event: AuditEvent,
+        effect: JournalEffect,
+    ) -> Result<bool, AuditError> {
+        let event = (!cfg!(feature = "bench-without-audit")).then_some(event);
+        self.submit(event, Some(effect)).await
+    }
+
+    /// Applies `effect` through the group commit, without an event.
+    ///
+    /// # Errors
+    /// `Unavailable` when the batch was not committed in time.
+    pub async fn apply(&self, effect: JournalEffect) -> Result<bool, AuditError> {
+        self.submit(None, Some(effect)).await
+    }
+
+    async fn submit(
+        &self,
+        event: Option<AuditEvent>,
+        effect: Option<JournalEffect>,
+    ) -> Result<bool, AuditError> {
+        let has_event = event.is_some();
         let (done, answer) = oneshot::channel();
         let attempt = async {
             self.queue
-                .send((event, done))
+                .send((Entry { event, effect }, done))
                 .await
                 .map_err(|_| AuditError::Unavailable)?;
             answer.await.map_err(|_| AuditError::Unavailable)?
@@ -66,7 +109,7 @@ impl AuditLog {
         let result = tokio::time::timeout(self.timeout, attempt)
             .await
             .unwrap_or(Err(AuditError::Unavailable));
-        if result.is_err() {
+        if result.is_err() && has_event {
             self.healthy.store(false, Ordering::Relaxed);
             metrics::counter!("leasehold_audit_failures_total").increment(1);
         }
@@ -98,23 +141,32 @@ async fn write_batches(
         if batch.is_empty() {
             continue;
         }
-        let events: Vec<AuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let events: Vec<AuditEvent> = batch.iter().filter_map(|(e, _)| e.event.clone()).collect();
+        let effects: Vec<&JournalEffect> = batch
+            .iter()
+            .filter_map(|(e, _)| e.effect.as_ref())
+            .collect();
         metrics::histogram!("leasehold_audit_batch_size").record(events.len() as f64);
-        let result = match store.append_audit(&events).await {
-            Ok(placed) => stream(sink.as_ref(), &events, &placed).await,
+        let result = match store.append_audit(&events, &effects).await {
+            Ok((placed, applied)) => stream(sink.as_ref(), &events, &placed)
+                .await
+                .map(|()| applied),
             Err(error) => {
                 tracing::error!(%error, events = events.len(), "audit batch failed; its requests fail closed");
                 Err(())
             }
         };
-        healthy.store(result.is_ok(), Ordering::Relaxed);
-        for (_, done) in batch {
-            let _ = done.send(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|_| AuditError::Unavailable),
-            );
+        if !events.is_empty() {
+            healthy.store(result.is_ok(), Ordering::Relaxed);
+        }
+        let mut applied = result.as_ref().ok().map(|a| a.iter().copied());
+        for (entry, done) in batch {
+            let answer = match &mut applied {
+                None => Err(AuditError::Unavailable),
+                Some(applied) if entry.effect.is_some() => Ok(applied.next().unwrap_or(false)),
+                Some(_) => Ok(true),
+            };
+            let _ = done.send(answer);
         }
     }
 }

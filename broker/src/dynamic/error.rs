@@ -20,6 +20,9 @@ pub enum DynamicError {
     /// The target database refused or could not be reached; the message is scrubbed of secrets.
     #[error("backend `{backend}`: {error}")]
     Backend { backend: String, error: PluginError },
+    /// A lease's intent could not be made durable; nothing was created.
+    #[error("the lease could not be recorded durably")]
+    Unrecorded,
     #[error(transparent)]
     Storage(#[from] StoreError),
     #[error(transparent)]

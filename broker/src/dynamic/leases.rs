@@ -16,7 +16,7 @@ use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::auth::Caller;
 use crate::domain::Ttl;
 use crate::failpoint;
-use crate::store::{ACTIVE, LeaseFilter, LeaseRow, PENDING, REVOKED, Store};
+use crate::store::{ACTIVE, JournalEffect, LeaseFilter, LeaseRow, PENDING, REVOKED, Store};
 
 /// What `GET /v1/leases/{id}` shows: never a password.
 #[derive(Debug, Serialize, ToSchema)]
@@ -163,7 +163,16 @@ impl LeaseService {
             updated_at: now,
             last_error: None,
         };
-        self.store.insert_lease_intent(&lease).await?;
+        let written = self
+            .audit
+            .apply(JournalEffect::InsertLeaseIntent(Box::new(lease.clone())))
+            .await
+            .map_err(|_| DynamicError::Unrecorded)?;
+        if !written {
+            return Err(DynamicError::Conflict(
+                "a lease with this id exists already; request a new lease".into(),
+            ));
+        }
 
         let password = role.definition.password_policy().generate();
         let created = backend
@@ -182,19 +191,29 @@ impl LeaseService {
         }
         failpoint::hit("lease-after-create");
 
-        let recorded = self
+        // The event and the activation commit together, or neither does.
+        let activated = self
             .audit
-            .record(lease_event(caller, EventType::LeaseIssue, &lease))
+            .record_with(
+                lease_event(caller, EventType::LeaseIssue, &lease),
+                JournalEffect::ActivateLease {
+                    id: lease.id,
+                    at: Utc::now(),
+                },
+            )
             .await;
-        if let Err(error) = recorded {
-            self.revoke_rows(std::slice::from_ref(&lease)).await;
-            return Err(error.into());
-        }
-        if !self.store.activate_lease(lease.id, Utc::now()).await? {
-            return Err(DynamicError::Conflict(
-                "the lease intent was cleaned up before it could be activated; request a new lease"
-                    .into(),
-            ));
+        match activated {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(DynamicError::Conflict(
+                    "the lease intent was cleaned up before it could be activated; request a new lease"
+                        .into(),
+                ));
+            }
+            Err(error) => {
+                self.revoke_rows(std::slice::from_ref(&lease)).await;
+                return Err(error.into());
+            }
         }
         metrics::counter!("leasehold_leases_issued_total", "backend" => role.backend.clone())
             .increment(1);
@@ -251,10 +270,18 @@ impl LeaseService {
             updated_at: now,
             ..lease
         };
-        self.audit
-            .record(lease_event(caller, EventType::LeaseRenew, &renewed))
+        let extended = self
+            .audit
+            .record_with(
+                lease_event(caller, EventType::LeaseRenew, &renewed),
+                JournalEffect::ExtendLease {
+                    id: renewed.id,
+                    expires_at,
+                    at: now,
+                },
+            )
             .await?;
-        if !self.store.extend_lease(renewed.id, expires_at, now).await? {
+        if !extended {
             return Err(DynamicError::Conflict(format!(
                 "lease {} was revoked while it was being renewed",
                 renewed.id

@@ -1,10 +1,12 @@
 //! Rows of `audit_events` and `audit_head`: appending a batch to the hash chain in one
-//! transaction, and reading the chain back.
+//! transaction (with the row changes that must commit with their events), and reading the chain
+//! back.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{BeginWrite, Store, StoreResult, on_pool};
+use super::leases::{ACTIVATE, EXTEND, INSERT_INTENT};
+use super::{ACTIVE, BeginWrite, JournalEffect, PENDING, Store, StoreResult, on_pool};
 use crate::audit::AuditEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -73,65 +75,100 @@ const AUDIT_COLUMNS: &str = "seq, event_type, tenant, environment, path, version
      source_ip, request_id, decision, detail, created_at, prev_hash, hash";
 
 impl Store {
-    /// Appends `events` to the chain in one transaction, after the head row is locked, so events
-    /// from every replica form a single chain.
+    /// Appends `events` to the chain and applies `effects` in one transaction, after the head
+    /// row is locked, so events from every replica form a single chain and an operation's row
+    /// changes commit exactly when its event does. A batch without events leaves the head alone.
     ///
-    /// Returns the sequence number and hash each event got.
+    /// Returns the sequence number and hash each event got, and whether each effect applied.
     ///
     /// # Errors
     /// Storage errors; nothing of the batch is written then.
-    pub async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+    pub async fn append_audit(
+        &self,
+        events: &[AuditEvent],
+        effects: &[&JournalEffect],
+    ) -> StoreResult<(Vec<(i64, Vec<u8>)>, Vec<bool>)> {
         let mut placed = Vec::with_capacity(events.len());
+        let mut applied = Vec::with_capacity(effects.len());
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            // Locks and reads the head in one statement (on SQLite the write transaction already
-            // holds the database lock).
-            let (mut seq, mut prev): (i64, Vec<u8>) = sqlx::query_as(
-                "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            // One multi-row INSERT per batch: a statement per event would cost a round trip each.
-            let mut rows = Vec::with_capacity(events.len());
-            for event in events {
-                seq += 1;
-                let hash = chain_hash(&prev, event, seq);
-                let detail = serde_json::to_string(&event.detail).unwrap_or_else(|_| "{}".into());
-                rows.push((seq, event, detail, prev.clone(), hash.clone()));
-                placed.push((seq, hash.clone()));
-                prev = hash;
-            }
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
-                     source_ip, request_id, decision, detail, created_at, prev_hash, hash) ",
-                );
-                insert.push_values(chunk, |mut row, (seq, event, detail, prev_hash, hash)| {
-                    row.push_bind(*seq)
-                        .push_bind(&event.event_type)
-                        .push_bind(&event.tenant_id)
-                        .push_bind(&event.environment)
-                        .push_bind(&event.path)
-                        .push_bind(event.version)
-                        .push_bind(&event.principal)
-                        .push_bind(&event.source_ip)
-                        .push_bind(&event.request_id)
-                        .push_bind(&event.decision)
-                        .push_bind(detail)
-                        .push_bind(event.created_at)
-                        .push_bind(prev_hash)
-                        .push_bind(hash);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq)
-                .bind(&prev)
-                .execute(&mut *tx)
+            if !events.is_empty() {
+                // Locks and reads the head in one statement (on SQLite the write transaction
+                // already holds the database lock).
+                let (mut seq, mut prev): (i64, Vec<u8>) = sqlx::query_as(
+                    "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+                )
+                .fetch_one(&mut *tx)
                 .await?;
+                // One multi-row INSERT per batch: a statement per event would cost a round trip each.
+                let mut rows = Vec::with_capacity(events.len());
+                for event in events {
+                    seq += 1;
+                    let hash = chain_hash(&prev, event, seq);
+                    let detail = serde_json::to_string(&event.detail).unwrap_or_else(|_| "{}".into());
+                    rows.push((seq, event, detail, prev.clone(), hash.clone()));
+                    placed.push((seq, hash.clone()));
+                    prev = hash;
+                }
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::new(
+                        "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
+                         source_ip, request_id, decision, detail, created_at, prev_hash, hash) ",
+                    );
+                    insert.push_values(chunk, |mut row, (seq, event, detail, prev_hash, hash)| {
+                        row.push_bind(*seq)
+                            .push_bind(&event.event_type)
+                            .push_bind(&event.tenant_id)
+                            .push_bind(&event.environment)
+                            .push_bind(&event.path)
+                            .push_bind(event.version)
+                            .push_bind(&event.principal)
+                            .push_bind(&event.source_ip)
+                            .push_bind(&event.request_id)
+                            .push_bind(&event.decision)
+                            .push_bind(detail)
+                            .push_bind(event.created_at)
+                            .push_bind(prev_hash)
+                            .push_bind(hash);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(seq)
+                    .bind(&prev)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for effect in effects {
+                let query = match effect {
+                    JournalEffect::InsertLeaseIntent(lease) => sqlx::query(INSERT_INTENT)
+                        .bind(lease.id)
+                        .bind(&lease.tenant)
+                        .bind(&lease.environment)
+                        .bind(&lease.role)
+                        .bind(&lease.backend)
+                        .bind(&lease.principal)
+                        .bind(&lease.username)
+                        .bind(PENDING)
+                        .bind(lease.issued_at)
+                        .bind(lease.expires_at)
+                        .bind(lease.max_expires_at),
+                    JournalEffect::ActivateLease { id, at } => sqlx::query(ACTIVATE)
+                        .bind(*id)
+                        .bind(ACTIVE)
+                        .bind(*at)
+                        .bind(PENDING),
+                    JournalEffect::ExtendLease { id, expires_at, at } => sqlx::query(EXTEND)
+                        .bind(*id)
+                        .bind(*expires_at)
+                        .bind(*at)
+                        .bind(ACTIVE),
+                };
+                applied.push(query.execute(&mut *tx).await?.rows_affected() == 1);
+            }
             tx.commit().await?;
         });
-        Ok(placed)
+        Ok((placed, applied))
     }
 
     /// Up to `limit` events of the whole chain after `after_seq`, in order (for verification).

@@ -38,56 +38,36 @@ pub const PENDING: &str = "PENDING";
 pub const ACTIVE: &str = "ACTIVE";
 pub const REVOKED: &str = "REVOKED";
 
+/// Lease writes that go through the audit writer's group commit: one transaction (one fsync) for
+/// every request waiting at that moment, and an activation or renewal commits exactly with its
+/// event. Each reports whether it changed a row.
+#[derive(Debug, Clone)]
+pub enum JournalEffect {
+    /// The intent of a lease (state PENDING), written before its user is created; not applied
+    /// when the id exists already.
+    InsertLeaseIntent(Box<LeaseRow>),
+    /// PENDING → ACTIVE; not applied when the intent is gone (cleaned up meanwhile).
+    ActivateLease { id: Uuid, at: DateTime<Utc> },
+    /// Moves an ACTIVE lease's expiry; not applied when it is not ACTIVE any more.
+    ExtendLease {
+        id: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+}
+
+pub(super) const INSERT_INTENT: &str = "INSERT INTO leases (id, tenant, environment, role, backend, \
+     principal, username, state, issued_at, expires_at, max_expires_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9) ON CONFLICT (id) DO NOTHING";
+pub(super) const ACTIVATE: &str =
+    "UPDATE leases SET state = $2, updated_at = $3 WHERE id = $1 AND state = $4";
+pub(super) const EXTEND: &str =
+    "UPDATE leases SET expires_at = $2, updated_at = $3 WHERE id = $1 AND state = $4";
+
 const COLUMNS: &str = "id, tenant, environment, role, backend, principal, username, state, \
      issued_at, expires_at, max_expires_at, revoked_at, updated_at, last_error";
 
 impl Store {
-    /// Writes the intent of a lease (state PENDING) before its user is created.
-    ///
-    /// # Errors
-    /// Storage errors; a unique violation when the username is taken on this backend.
-    pub async fn insert_lease_intent(&self, lease: &LeaseRow) -> StoreResult<()> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO leases (id, tenant, environment, role, backend, principal, username, \
-                 state, issued_at, expires_at, max_expires_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9)",
-            )
-            .bind(lease.id)
-            .bind(&lease.tenant)
-            .bind(&lease.environment)
-            .bind(&lease.role)
-            .bind(&lease.backend)
-            .bind(&lease.principal)
-            .bind(&lease.username)
-            .bind(PENDING)
-            .bind(lease.issued_at)
-            .bind(lease.expires_at)
-            .bind(lease.max_expires_at)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
-    /// PENDING → ACTIVE; `false` when the intent is gone (cleaned up meanwhile).
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn activate_lease(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
-            sqlx::query("UPDATE leases SET state = $2, updated_at = $3 WHERE id = $1 AND state = $4")
-                .bind(id)
-                .bind(ACTIVE)
-                .bind(now)
-                .bind(PENDING)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected == 1)
-    }
-
     /// # Errors
     /// Storage errors.
     pub async fn find_lease(&self, tenant: &str, id: Uuid) -> StoreResult<Option<LeaseRow>> {
@@ -127,29 +107,6 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         }))
-    }
-
-    /// Moves an ACTIVE lease's expiry; `false` when it is not ACTIVE any more.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn extend_lease(
-        &self,
-        id: Uuid,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
-            sqlx::query("UPDATE leases SET expires_at = $2, updated_at = $3 WHERE id = $1 AND state = $4")
-                .bind(id)
-                .bind(expires_at)
-                .bind(now)
-                .bind(ACTIVE)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected == 1)
     }
 
     /// Marks leases REVOKED (their users are gone); returns how many changed state.
