@@ -79,6 +79,7 @@ impl DevMode {
             audit_timeout_ms: 2000,
             audit_sink: None,
             lease_intent_grace_seconds: crate::dynamic::INTENT_GRACE.as_secs(),
+            revocation_retry_budget_seconds: 24 * 3600,
         })
     }
 

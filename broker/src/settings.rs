@@ -4,7 +4,7 @@
 //! Environment overrides (each replaces one key): `LEASEHOLD_LISTEN`, `LEASEHOLD_DATABASE_URL`,
 //! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
 //! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`,
-//! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`.
+//! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`, `LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -70,6 +70,14 @@ pub struct Settings {
     /// exceed the longest an issue can take (about a minute).
     #[serde(default = "default_lease_intent_grace_seconds")]
     pub lease_intent_grace_seconds: u64,
+    /// A lease whose revocation keeps failing is retried (exponential backoff) for this long
+    /// after its first failure, then becomes IRREVOCABLE and is alerted on.
+    #[serde(default = "default_revocation_retry_budget_seconds")]
+    pub revocation_retry_budget_seconds: u64,
+}
+
+fn default_revocation_retry_budget_seconds() -> u64 {
+    24 * 3600
 }
 
 fn default_lease_intent_grace_seconds() -> u64 {
@@ -162,6 +170,10 @@ impl Settings {
         }
         if let Some(v) = var("LEASEHOLD_LEASE_INTENT_GRACE_SECONDS") {
             self.lease_intent_grace_seconds = parsed("LEASEHOLD_LEASE_INTENT_GRACE_SECONDS", &v)?;
+        }
+        if let Some(v) = var("LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS") {
+            self.revocation_retry_budget_seconds =
+                parsed("LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS", &v)?;
         }
         if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
             self.alert_webhook_url = Some(v);

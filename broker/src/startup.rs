@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{HttpServer, web};
 use secrecy::ExposeSecret;
@@ -14,13 +15,14 @@ use crate::api::{self, AppState};
 use crate::audit::{AuditLog, JsonLinesSink, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
-use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService};
+use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService, ScheduledLeases};
 use crate::policy::PolicyCache;
 use crate::secrets::SecretService;
 use crate::settings::{KmsSettings, Settings};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::tls::{self, TlsError};
+use leasehold_scheduler::{Scheduler, SchedulerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -67,6 +69,16 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
+    scheduler: Scheduler<ScheduledLeases, LeaseService>,
+}
+
+/// Names this process's scheduler claims: host, process id and a random suffix.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "broker".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &suffix[..8])
 }
 
 impl Application {
@@ -101,17 +113,32 @@ impl Application {
         let audit = AuditLog::start(store.clone(), settings.audit_timeout(), sink);
         let registry = Arc::new(PluginRegistry::new(store.clone(), kms.clone()));
         let roles = Arc::new(RoleService::new(store.clone(), registry.clone()));
+        let wake_scheduler = Arc::new(tokio::sync::Notify::new());
         let leases = Arc::new(LeaseService::new(
             store.clone(),
             registry.clone(),
             roles.clone(),
             audit.clone(),
+            Duration::from_secs(settings.lease_intent_grace_seconds),
+            wake_scheduler.clone(),
         ));
+        let mut scheduler_config = SchedulerConfig::new(replica_name());
+        scheduler_config.retry.budget =
+            Duration::from_secs(settings.revocation_retry_budget_seconds);
+        let scheduler = Scheduler::new(
+            Arc::new(ScheduledLeases::new(
+                store.clone(),
+                audit.clone(),
+                AlertSink::new(settings.alert_webhook_url.clone()),
+            )),
+            leases.clone(),
+            scheduler_config,
+            wake_scheduler,
+        );
         let state = web::Data::new(AppState {
             backends: BackendService::new(store.clone(), registry),
             roles,
             leases,
-            lease_intent_grace: std::time::Duration::from_secs(settings.lease_intent_grace_seconds),
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),
             access: Access::new(PolicyCache::new(store.clone()), audit.clone()),
@@ -148,6 +175,7 @@ impl Application {
             port,
             server: server.run(),
             state,
+            scheduler,
         })
     }
 
@@ -169,11 +197,10 @@ impl Application {
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
-        let cleanup = tokio::spawn(crate::dynamic::run_intent_cleanup(
+        let scheduler = tokio::spawn(self.scheduler.run(std::future::pending()));
+        let gauges = tokio::spawn(crate::dynamic::publish_lease_gauges(
             self.state.store.clone(),
-            self.state.leases.clone(),
-            self.state.lease_intent_grace,
-            std::future::pending(),
+            Duration::from_secs(15),
         ));
         tokio::pin!(server);
         tokio::select! {
@@ -186,7 +213,8 @@ impl Application {
                 // The stop command is answered by the server future itself, so both are
                 // polled together.
                 let ((), result) = tokio::join!(handle.stop(true), server);
-                cleanup.abort();
+                scheduler.abort();
+                gauges.abort();
                 self.state.store.close().await;
                 tracing::info!("server stopped");
                 result

@@ -238,8 +238,9 @@ fn classify(error: &mysql_async::Error, secrets: &[&str]) -> PluginError {
     match error {
         mysql_async::Error::Server(server) => {
             let message = format!("[{}] {}", server.code, scrub(&server.message, secrets));
-            // Too many connections, access denied, lock wait timeout, deadlock, server shutdown.
-            if [1040, 1045, 1205, 1213, 1053].contains(&server.code) {
+            // Too many connections, access denied, account locked, lock wait timeout, deadlock,
+            // server shutdown: the admin login or the server may come back.
+            if [1040, 1045, 4151, 1205, 1213, 1053].contains(&server.code) {
                 PluginError::unavailable(message)
             } else {
                 PluginError::rejected(message)

@@ -12,7 +12,7 @@ use super::{ApiError, AppState, JsonBody, JsonBodyOrEmpty};
 use crate::auth::{Action, Caller, Resource};
 use crate::domain::{Environment, Ttl};
 use crate::dynamic::{DynamicError, IssueRequest, LeaseView, check_name};
-use crate::store::{ACTIVE, LeaseFilter, LeaseRow, PENDING, REVOKED};
+use crate::store::{ACTIVE, IRREVOCABLE, LeaseFilter, LeaseRow, PENDING, REVOKED};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -169,6 +169,41 @@ pub async fn revoke_lease(
     Ok(HttpResponse::Ok().json(LeaseView::from(revoked)))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForceRevokeRequest {
+    /// Why the lease may be marked revoked without its user being dropped (audited).
+    reason: String,
+}
+
+/// Mark a lease REVOKED without dropping its user — for an IRREVOCABLE lease whose user an
+/// operator removed by hand, or whose target is gone for good. Needs `leases:revoke`; audited.
+#[utoipa::path(
+    tag = "leases",
+    params(("id" = Uuid, Path)),
+    request_body = ForceRevokeRequest,
+    responses((status = 200, body = LeaseView), (status = 400, body = super::ErrorBody), (status = 409, body = super::ErrorBody)),
+    security(("bearer" = []))
+)]
+#[post("/v1/leases/{id}/force-revoke")]
+pub async fn force_revoke_lease(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    body: JsonBody<ForceRevokeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = body.0.reason.trim().to_owned();
+    if reason.is_empty() || reason.len() > 1024 {
+        return Err(ApiError::bad_request(
+            "reason",
+            "reason: say in 1-1024 characters why the user may be considered gone",
+        ));
+    }
+    let lease = lease_for(&state, &caller, *id, Action::LeasesRevoke).await?;
+    let revoked = state.leases.force_revoke(&caller, lease, &reason).await?;
+    Ok(HttpResponse::Ok().json(LeaseView::from(revoked)))
+}
+
 /// A lease (never its password).
 #[utoipa::path(
     tag = "leases",
@@ -192,7 +227,7 @@ pub async fn get_lease(
 pub struct LeaseQuery {
     role: Option<String>,
     principal: Option<String>,
-    /// `pending`, `active` or `revoked`.
+    /// `pending`, `active`, `revoked` or `irrevocable`.
     state: Option<String>,
     /// The `nextCursor` of the previous page.
     after: Option<Uuid>,
@@ -236,10 +271,11 @@ pub async fn list_leases(
         Some("pending") => Some(PENDING),
         Some("active") => Some(ACTIVE),
         Some("revoked") => Some(REVOKED),
+        Some("irrevocable") => Some(IRREVOCABLE),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "state",
-                "state must be pending, active or revoked",
+                "state must be pending, active, revoked or irrevocable",
             ));
         }
     };

@@ -51,8 +51,6 @@ pub struct AppState {
     pub backends: BackendService,
     pub roles: Arc<RoleService>,
     pub leases: Arc<LeaseService>,
-    /// How old a PENDING lease intent must be before cleanup revokes it.
-    pub lease_intent_grace: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -135,6 +133,7 @@ pub fn app(
         .service(leases::get_lease)
         .service(leases::renew_lease)
         .service(leases::revoke_lease)
+        .service(leases::force_revoke_lease)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
         // Id routes first: their first segment must be a UUID (see `secrets` module docs).

@@ -38,6 +38,9 @@ pub enum EventType {
     LeaseIssue,
     LeaseRenew,
     LeaseRevoke,
+    LeaseExpire,
+    LeaseIrrevocable,
+    LeaseForceRevoke,
 }
 
 impl EventType {
@@ -70,6 +73,9 @@ impl EventType {
             Self::LeaseIssue => "LEASE_ISSUE",
             Self::LeaseRenew => "LEASE_RENEW",
             Self::LeaseRevoke => "LEASE_REVOKE",
+            Self::LeaseExpire => "LEASE_EXPIRE",
+            Self::LeaseIrrevocable => "LEASE_IRREVOCABLE",
+            Self::LeaseForceRevoke => "LEASE_FORCE_REVOKE",
         }
     }
 }

@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use futures_util::future::join_all;
 use leasehold_plugins::username::UsernameInputs;
 use leasehold_plugins::{CreateUser, RenewUser, RevokeUser};
 use secrecy::SecretString;
 use serde::Serialize;
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -28,7 +31,7 @@ pub struct LeaseView {
     pub environment: String,
     pub principal: String,
     pub username: String,
-    /// `PENDING`, `ACTIVE` or `REVOKED`.
+    /// `PENDING`, `ACTIVE`, `REVOKED` or `IRREVOCABLE`.
     pub state: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -37,6 +40,10 @@ pub struct LeaseView {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Why the last revocation attempt failed, while the lease is still live.
     pub last_error: Option<String>,
+    /// Failed revocation attempts so far, and when the first of them happened (the retry
+    /// budget counts from there).
+    pub revocation_attempts: i32,
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl From<LeaseRow> for LeaseView {
@@ -55,6 +62,8 @@ impl From<LeaseRow> for LeaseView {
             max_expires_at: row.max_expires_at,
             revoked_at: row.revoked_at,
             last_error: row.last_error,
+            revocation_attempts: row.attempts,
+            failing_since: row.failing_since,
         }
     }
 }
@@ -82,7 +91,14 @@ pub struct LeaseService {
     registry: Arc<PluginRegistry>,
     roles: Arc<RoleService>,
     audit: AuditLog,
+    /// How long an intent may stay PENDING before the scheduler revokes it as abandoned.
+    intent_grace: Duration,
+    /// Wakes the scheduler when a lease is issued that expires before its next planned round.
+    scheduler: Arc<Notify>,
 }
+
+/// Leases expiring sooner than this wake the scheduler (it otherwise looks every few seconds).
+const WAKE_BELOW: Duration = Duration::from_secs(10);
 
 fn lease_event(caller: &Caller, event_type: EventType, lease: &LeaseRow) -> AuditEvent {
     AuditEvent::allow(caller, event_type)
@@ -99,12 +115,16 @@ impl LeaseService {
         registry: Arc<PluginRegistry>,
         roles: Arc<RoleService>,
         audit: AuditLog,
+        intent_grace: Duration,
+        scheduler: Arc<Notify>,
     ) -> Self {
         Self {
             store,
             registry,
             roles,
             audit,
+            intent_grace,
+            scheduler,
         }
     }
 
@@ -162,6 +182,12 @@ impl LeaseService {
             revoked_at: None,
             updated_at: now,
             last_error: None,
+            due_at: Some(
+                now + chrono::Duration::from_std(self.intent_grace)
+                    .unwrap_or(chrono::Duration::MAX),
+            ),
+            attempts: 0,
+            failing_since: None,
         };
         let written = self
             .audit
@@ -217,6 +243,9 @@ impl LeaseService {
         }
         metrics::counter!("leasehold_leases_issued_total", "backend" => role.backend.clone())
             .increment(1);
+        if ttl.seconds() < WAKE_BELOW.as_secs() {
+            self.scheduler.notify_one();
+        }
         Ok(IssuedLease {
             lease: LeaseRow {
                 state: ACTIVE.to_owned(),
@@ -293,7 +322,8 @@ impl LeaseService {
         })
     }
 
-    /// Revokes one lease now; revoking a REVOKED lease is a no-op.
+    /// Revokes one lease now (an IRREVOCABLE one is tried again); revoking a REVOKED lease is a
+    /// no-op.
     ///
     /// # Errors
     /// `Audit` before anything happens; `Backend` when the target refuses or is down (the lease
@@ -313,6 +343,37 @@ impl LeaseService {
             .find_lease(&lease.tenant, lease.id)
             .await?
             .ok_or_else(|| DynamicError::NotFound(format!("no lease {}", lease.id)))
+    }
+
+    /// Marks a lease REVOKED without touching its target: the operator asserts the user is gone
+    /// (or accepts that it is not). For IRREVOCABLE leases the scheduler gave up on.
+    ///
+    /// # Errors
+    /// `Conflict` for a lease that is already REVOKED; `Audit` before anything changes.
+    pub async fn force_revoke(
+        &self,
+        caller: &Caller,
+        lease: LeaseRow,
+        reason: &str,
+    ) -> Result<LeaseRow, DynamicError> {
+        if lease.state == REVOKED {
+            return Err(DynamicError::Conflict(format!(
+                "lease {} is already revoked",
+                lease.id
+            )));
+        }
+        self.audit
+            .record(
+                lease_event(caller, EventType::LeaseForceRevoke, &lease)
+                    .detail("reason", reason)
+                    .detail("previousState", lease.state.as_str())
+                    .detail("lastError", lease.last_error.clone().unwrap_or_default()),
+            )
+            .await?;
+        self.store
+            .mark_leases_revoked(&[lease.id], Utc::now())
+            .await?;
+        self.find(&lease.tenant, lease.id).await
     }
 
     /// Revokes every live lease on a backend (before the backend is deleted).
@@ -338,96 +399,109 @@ impl LeaseService {
         }
     }
 
-    /// Revokes abandoned intents, audited as the broker's own doing. A tenant whose event
-    /// cannot be recorded keeps its intents for the next round (no audit, no action).
-    pub async fn revoke_abandoned(&self, rows: &[LeaseRow]) -> Vec<(Uuid, DynamicError)> {
-        let mut by_tenant: HashMap<&str, Vec<LeaseRow>> = HashMap::new();
-        for row in rows {
-            by_tenant.entry(&row.tenant).or_default().push(row.clone());
-        }
-        let mut failures = Vec::new();
-        for (tenant, leases) in by_tenant {
-            let ids: Vec<String> = leases.iter().map(|l| l.id.to_string()).collect();
-            let event = AuditEvent::system(tenant, EventType::LeaseRevoke)
-                .detail("reason", "abandoned lease intent")
-                .detail("leaseIds", ids);
-            match self.audit.record(event).await {
-                Ok(()) => failures.extend(self.revoke_rows(&leases).await),
-                Err(error) => {
-                    let error = DynamicError::from(error);
-                    failures.extend(leases.iter().map(|l| (l.id, clone_error(&error))));
-                }
-            }
-        }
-        failures
-    }
-
-    /// Drops the users of `rows` through their backends' plugins, in one batch per backend,
-    /// and marks those that succeeded REVOKED. Returns the failures; each is also recorded on
-    /// its lease.
-    pub async fn revoke_rows(&self, rows: &[LeaseRow]) -> Vec<(Uuid, DynamicError)> {
-        let mut by_backend: HashMap<(&str, &str), Vec<&LeaseRow>> = HashMap::new();
-        for row in rows {
+    /// Drops the users of `rows` on their targets — one plugin batch per backend, backends in
+    /// parallel (each bounded by its own pool) — without touching the lease rows. One result per
+    /// row, in order.
+    pub async fn drop_users(&self, rows: &[&LeaseRow]) -> Vec<Result<(), DynamicError>> {
+        let mut by_backend: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (index, row) in rows.iter().enumerate() {
             by_backend
                 .entry((&row.tenant, &row.backend))
                 .or_default()
-                .push(row);
+                .push(index);
         }
+        let batches = by_backend
+            .into_iter()
+            .map(|((tenant, backend), indexes)| async move {
+                let leases: Vec<&LeaseRow> = indexes.iter().map(|&i| rows[i]).collect();
+                let results = self.drop_on_backend(tenant, backend, &leases).await;
+                indexes.into_iter().zip(results).collect::<Vec<_>>()
+            });
+        let mut results: Vec<Option<Result<(), DynamicError>>> =
+            rows.iter().map(|_| None).collect();
+        for (index, result) in join_all(batches).await.into_iter().flatten() {
+            results[index] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(DynamicError::NotFound("no result".into()))))
+            .collect()
+    }
+
+    async fn drop_on_backend(
+        &self,
+        tenant: &str,
+        backend_name: &str,
+        leases: &[&LeaseRow],
+    ) -> Vec<Result<(), DynamicError>> {
+        let backend = match self.registry.get(tenant, backend_name).await {
+            Ok(backend) => backend,
+            Err(error) => return leases.iter().map(|_| Err(clone_error(&error))).collect(),
+        };
+        let mut statements: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut requests = Vec::with_capacity(leases.len());
+        for lease in leases {
+            if !statements.contains_key(lease.role.as_str()) {
+                // A deleted role's leases revoke with the plugin's default statements.
+                let revocation = match self.roles.find(tenant, &lease.role).await {
+                    Ok(role) => role.definition.revocation_statements,
+                    Err(_) => backend.kind.default_statements(&[]).revocation,
+                };
+                statements.insert(&lease.role, revocation);
+            }
+            requests.push(RevokeUser {
+                username: lease.username.clone(),
+                statements: statements[lease.role.as_str()].clone(),
+            });
+        }
+        let started = std::time::Instant::now();
+        let results = backend.plugin.revoke(&requests).await;
+        metrics::histogram!("leasehold_revocation_duration_seconds", "backend" => backend_name.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        results
+            .into_iter()
+            .map(|r| {
+                r.map_err(|e| {
+                    metrics::counter!("leasehold_revocation_failures_total", "backend" => backend_name.to_owned())
+                        .increment(1);
+                    DynamicError::backend(backend_name, e)
+                })
+            })
+            .collect()
+    }
+
+    /// Drops the users of `rows` and marks those that succeeded REVOKED. Returns the failures;
+    /// each is recorded on its lease, which the scheduler then retries.
+    pub async fn revoke_rows(&self, rows: &[LeaseRow]) -> Vec<(Uuid, DynamicError)> {
+        let refs: Vec<&LeaseRow> = rows.iter().collect();
+        let results = self.drop_users(&refs).await;
+        let now = Utc::now();
+        let mut revoked = Vec::new();
         let mut failures = Vec::new();
-        for ((tenant, backend_name), leases) in by_backend {
-            let backend = match self.registry.get(tenant, backend_name).await {
-                Ok(backend) => backend,
+        for (lease, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => revoked.push(lease.id),
                 Err(error) => {
-                    failures.extend(leases.iter().map(|l| (l.id, clone_error(&error))));
-                    continue;
-                }
-            };
-            let mut statements: HashMap<&str, Vec<String>> = HashMap::new();
-            let mut requests = Vec::with_capacity(leases.len());
-            for lease in &leases {
-                if !statements.contains_key(lease.role.as_str()) {
-                    // A deleted role's leases revoke with the plugin's default statements.
-                    let revocation = match self.roles.find(tenant, &lease.role).await {
-                        Ok(role) => role.definition.revocation_statements,
-                        Err(_) => backend.kind.default_statements(&[]).revocation,
-                    };
-                    statements.insert(&lease.role, revocation);
-                }
-                requests.push(RevokeUser {
-                    username: lease.username.clone(),
-                    statements: statements[lease.role.as_str()].clone(),
-                });
-            }
-            let results = backend.plugin.revoke(&requests).await;
-            let now = Utc::now();
-            let mut revoked = Vec::new();
-            for (lease, result) in leases.iter().zip(results) {
-                match result {
-                    Ok(()) => revoked.push(lease.id),
-                    Err(error) => {
-                        let error = DynamicError::backend(backend_name, error);
-                        if let Err(store_error) = self
-                            .store
-                            .record_lease_error(lease.id, &error.to_string(), now)
-                            .await
-                        {
-                            tracing::error!(lease = %lease.id, error = %store_error, "could not record a revocation failure");
-                        }
-                        failures.push((lease.id, error));
+                    if let Err(store_error) = self
+                        .store
+                        .record_lease_error(lease.id, &error.to_string(), now)
+                        .await
+                    {
+                        tracing::error!(lease = %lease.id, error = %store_error, "could not record a revocation failure");
                     }
+                    failures.push((lease.id, error));
                 }
             }
-            match self.store.mark_leases_revoked(&revoked, now).await {
-                Ok(count) => {
-                    metrics::counter!("leasehold_leases_revoked_total", "backend" => backend_name.to_owned())
-                        .increment(count);
-                }
-                Err(error) => {
-                    // The users are gone; a later attempt drops them again (a no-op) and marks them.
-                    tracing::error!(%error, "users revoked but their leases could not be marked");
-                    let error = DynamicError::Storage(error);
-                    failures.extend(revoked.iter().map(|id| (*id, clone_error(&error))));
-                }
+        }
+        match self.store.mark_leases_revoked(&revoked, now).await {
+            Ok(count) => {
+                metrics::counter!("leasehold_leases_revoked_total").increment(count);
+            }
+            Err(error) => {
+                // The users are gone; the scheduler drops them again (a no-op) and marks them.
+                tracing::error!(%error, "users revoked but their leases could not be marked");
+                let error = DynamicError::Storage(error);
+                failures.extend(revoked.iter().map(|id| (*id, clone_error(&error))));
             }
         }
         failures

@@ -4,7 +4,8 @@
 //! - `backend_config` and `role_definition` own the validated shapes of `PUT` bodies;
 //! - `registry` keeps one live plugin instance per backend, rebuilt when the backend changes;
 //! - `backends`, `roles` and `leases` are the operations behind the HTTP API;
-//! - `intents` revokes PENDING intents a crash or a failed issue left behind.
+//! - `expiry` is the broker's side of the lease scheduler (`leasehold-scheduler`): it revokes
+//!   leases at expiry and PENDING intents a crash or a failed issue left behind.
 //!
 //! Issuing writes the lease row as an intent before the plugin creates the user, so no user
 //! ever exists on a target without a row that will revoke it.
@@ -12,7 +13,7 @@
 mod backend_config;
 mod backends;
 mod error;
-mod intents;
+mod expiry;
 mod leases;
 mod registry;
 mod role_definition;
@@ -21,13 +22,16 @@ mod roles;
 pub use backend_config::{BackendConfig, ConnectionConfig, PutBackend};
 pub use backends::{BackendService, BackendView};
 pub use error::DynamicError;
-pub use intents::{CLEANUP_INTERVAL, INTENT_GRACE, run_intent_cleanup};
+pub use expiry::{ScheduledLeases, publish_lease_gauges};
 pub use leases::{IssueRequest, IssuedLease, LeaseService, LeaseView, RenewedLease};
 pub use registry::PluginRegistry;
 pub use role_definition::{PasswordPolicyConfig, PutRole, RoleDefinition};
 pub use roles::{Role, RoleService, RoleView};
 
 use crate::domain::InvalidName;
+
+/// Default age after which a PENDING intent is abandoned (longer than any issue can take).
+pub const INTENT_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Backend and role names: 1–64 of `[a-z0-9_-]`, starting with a letter or digit.
 ///

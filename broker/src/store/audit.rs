@@ -152,7 +152,8 @@ impl Store {
                         .bind(PENDING)
                         .bind(lease.issued_at)
                         .bind(lease.expires_at)
-                        .bind(lease.max_expires_at),
+                        .bind(lease.max_expires_at)
+                        .bind(lease.due_at),
                     JournalEffect::ActivateLease { id, at } => sqlx::query(ACTIVATE)
                         .bind(*id)
                         .bind(ACTIVE)

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreResult, on_pool};
+use super::{BeginWrite, Store, StoreResult, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LeaseRow {
@@ -21,6 +21,12 @@ pub struct LeaseRow {
     pub revoked_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// When the scheduler acts on this lease next: the intent's grace end, the expiry, or the
+    /// next retry. `None` once it is REVOKED or IRREVOCABLE.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Failed revocation attempts, and when the first of them happened.
+    pub attempts: i32,
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// Filters of `GET /v1/leases`; `None` matches everything.
@@ -37,6 +43,7 @@ pub struct LeaseFilter<'a> {
 pub const PENDING: &str = "PENDING";
 pub const ACTIVE: &str = "ACTIVE";
 pub const REVOKED: &str = "REVOKED";
+pub const IRREVOCABLE: &str = "IRREVOCABLE";
 
 /// Lease writes that go through the audit writer's group commit: one transaction (one fsync) for
 /// every request waiting at that moment, and an activation or renewal commits exactly with its
@@ -45,6 +52,7 @@ pub const REVOKED: &str = "REVOKED";
 pub enum JournalEffect {
     /// The intent of a lease (state PENDING), written before its user is created; not applied
     /// when the id exists already.
+    /// Its `due_at` is the end of the intent's grace period.
     InsertLeaseIntent(Box<LeaseRow>),
     /// PENDING → ACTIVE; not applied when the intent is gone (cleaned up meanwhile).
     ActivateLease { id: Uuid, at: DateTime<Utc> },
@@ -57,15 +65,17 @@ pub enum JournalEffect {
 }
 
 pub(super) const INSERT_INTENT: &str = "INSERT INTO leases (id, tenant, environment, role, backend, \
-     principal, username, state, issued_at, expires_at, max_expires_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9) ON CONFLICT (id) DO NOTHING";
-pub(super) const ACTIVATE: &str =
-    "UPDATE leases SET state = $2, updated_at = $3 WHERE id = $1 AND state = $4";
-pub(super) const EXTEND: &str =
-    "UPDATE leases SET expires_at = $2, updated_at = $3 WHERE id = $1 AND state = $4";
+     principal, username, state, issued_at, expires_at, max_expires_at, updated_at, due_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9, $12) ON CONFLICT (id) DO NOTHING";
+/// An active lease is due at its expiry.
+pub(super) const ACTIVATE: &str = "UPDATE leases SET state = $2, updated_at = $3, due_at = expires_at \
+     WHERE id = $1 AND state = $4";
+pub(super) const EXTEND: &str = "UPDATE leases SET expires_at = $2, updated_at = $3, due_at = $2 \
+     WHERE id = $1 AND state = $4";
 
 const COLUMNS: &str = "id, tenant, environment, role, backend, principal, username, state, \
-     issued_at, expires_at, max_expires_at, revoked_at, updated_at, last_error";
+     issued_at, expires_at, max_expires_at, revoked_at, updated_at, last_error, due_at, attempts, \
+     failing_since";
 
 impl Store {
     /// # Errors
@@ -119,7 +129,8 @@ impl Store {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
             let sql = format!(
-                "UPDATE leases SET state = $1, revoked_at = $2, updated_at = $2, last_error = NULL \
+                "UPDATE leases SET state = $1, revoked_at = $2, updated_at = $2, last_error = NULL, \
+                 due_at = NULL, claimed_by = NULL, claim_expires_at = NULL \
                  WHERE state <> $1 AND id IN ({})",
                 placeholders.join(", ")
             );
@@ -134,7 +145,8 @@ impl Store {
         Ok(changed)
     }
 
-    /// Records why a revocation failed (the lease stays live, to be retried).
+    /// Records why a revocation failed; the lease stays live and the scheduler retries it at once
+    /// (then with its backoff).
     ///
     /// # Errors
     /// Storage errors.
@@ -145,7 +157,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
-            sqlx::query("UPDATE leases SET last_error = $2, updated_at = $3 WHERE id = $1")
+            sqlx::query("UPDATE leases SET last_error = $2, updated_at = $3, due_at = $3 WHERE id = $1 AND state <> 'REVOKED'")
                 .bind(id)
                 .bind(error)
                 .bind(now)
@@ -155,31 +167,7 @@ impl Store {
         Ok(())
     }
 
-    /// PENDING intents last touched before `cutoff`, oldest first: left by a crash or a failed
-    /// issue, and to be revoked.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub async fn stale_lease_intents(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: i64,
-    ) -> StoreResult<Vec<LeaseRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM leases WHERE state = $1 AND updated_at < $2 \
-             ORDER BY updated_at LIMIT $3"
-        );
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
-                .bind(PENDING)
-                .bind(cutoff)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        }))
-    }
-
-    /// Up to `limit` live (PENDING or ACTIVE) leases on a backend, or on a role when given.
+    /// Up to `limit` live (PENDING, ACTIVE or IRREVOCABLE) leases on a backend, or on a role when given.
     ///
     /// # Errors
     /// Storage errors.
@@ -192,7 +180,7 @@ impl Store {
     ) -> StoreResult<Vec<LeaseRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM leases WHERE tenant = $1 AND backend = $2 \
-             AND ($3 IS NULL OR role = $3) AND state IN ($4, $5) ORDER BY id LIMIT $6"
+             AND ($3 IS NULL OR role = $3) AND state IN ($4, $5, $6) ORDER BY id LIMIT $7"
         );
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
@@ -201,9 +189,152 @@ impl Store {
                 .bind(role)
                 .bind(PENDING)
                 .bind(ACTIVE)
+                .bind(IRREVOCABLE)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
         }))
     }
+
+    /// Claims up to `limit` live leases due at `now` that hold no live claim, oldest due first,
+    /// until `claim_until`. On PostgreSQL, rows another replica is claiming at this moment are
+    /// skipped (`FOR UPDATE SKIP LOCKED`); on SQLite the write lock serialises claims.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn claim_due_leases(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<LeaseRow>> {
+        let lock = match self {
+            Store::Sqlite(_) => "",
+            Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
+        // The literal state list matches the partial index `leases_due`.
+        let sql = format!(
+            "UPDATE leases SET claimed_by = $1, claim_expires_at = $2 WHERE id IN ( \
+               SELECT id FROM leases WHERE state IN ('PENDING', 'ACTIVE') AND due_at <= $3 \
+               AND (claim_expires_at IS NULL OR claim_expires_at < $3) \
+               ORDER BY due_at LIMIT $4 {lock}) \
+             RETURNING {COLUMNS}"
+        );
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let rows = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(claim_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
+        }))
+    }
+
+    /// When the next live lease is due.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn next_lease_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT due_at FROM leases WHERE state IN ('PENDING', 'ACTIVE') \
+                 ORDER BY due_at LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+            .flatten()
+        }))
+    }
+
+    /// Records the outcome of a claimed batch in one transaction and releases the claims.
+    ///
+    /// # Errors
+    /// Storage errors; nothing is recorded then, and the claims expire by themselves.
+    pub async fn complete_claimed_leases(
+        &self,
+        outcomes: &[LeaseOutcome<'_>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for outcome in outcomes {
+                match outcome {
+                    LeaseOutcome::Revoked(id) => {
+                        sqlx::query(
+                            "UPDATE leases SET state = $2, revoked_at = $3, updated_at = $3, \
+                             last_error = NULL, due_at = NULL, claimed_by = NULL, claim_expires_at = NULL \
+                             WHERE id = $1 AND state <> $2",
+                        )
+                        .bind(*id)
+                        .bind(REVOKED)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    LeaseOutcome::Retry { id, at, failing_since, error } => {
+                        sqlx::query(
+                            "UPDATE leases SET attempts = attempts + 1, failing_since = $2, due_at = $3, \
+                             last_error = $4, updated_at = $5, claimed_by = NULL, claim_expires_at = NULL \
+                             WHERE id = $1 AND state IN ('PENDING', 'ACTIVE')",
+                        )
+                        .bind(*id)
+                        .bind(*failing_since)
+                        .bind(*at)
+                        .bind(*error)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    LeaseOutcome::Irrevocable { id, error } => {
+                        sqlx::query(
+                            "UPDATE leases SET state = $2, attempts = attempts + 1, last_error = $3, \
+                             updated_at = $4, due_at = NULL, claimed_by = NULL, claim_expires_at = NULL \
+                             WHERE id = $1 AND state IN ('PENDING', 'ACTIVE')",
+                        )
+                        .bind(*id)
+                        .bind(IRREVOCABLE)
+                        .bind(*error)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Leases by state across tenants (for the lease-count metrics).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn count_leases_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT state, COUNT(*) FROM leases WHERE state <> 'REVOKED' GROUP BY state")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}
+
+/// What happened to one claimed lease.
+#[derive(Debug)]
+pub enum LeaseOutcome<'a> {
+    Revoked(Uuid),
+    Retry {
+        id: Uuid,
+        at: DateTime<Utc>,
+        failing_since: DateTime<Utc>,
+        error: &'a str,
+    },
+    Irrevocable {
+        id: Uuid,
+        error: &'a str,
+    },
 }

@@ -26,7 +26,9 @@ use sqlx::{PgPool, SqlitePool, Transaction};
 pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
-pub use leases::{ACTIVE, JournalEffect, LeaseFilter, LeaseRow, PENDING, REVOKED};
+pub use leases::{
+    ACTIVE, IRREVOCABLE, JournalEffect, LeaseFilter, LeaseOutcome, LeaseRow, PENDING, REVOKED,
+};
 pub use roles::RoleRow;
 pub use secrets::{
     AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,

@@ -36,6 +36,7 @@ pub struct TestDb {
     pub dir: tempfile::TempDir,
     pub alert_webhook_url: Option<String>,
     pub audit_sink: Option<leasehold_broker::audit::SinkSettings>,
+    pub revocation_retry_budget_seconds: u64,
 }
 
 impl TestDb {
@@ -65,6 +66,7 @@ impl TestDb {
             dir,
             alert_webhook_url: None,
             audit_sink: None,
+            revocation_retry_budget_seconds: 24 * 3600,
         }
     }
 
@@ -86,6 +88,7 @@ impl TestDb {
             audit_timeout_ms: 2000,
             audit_sink: self.audit_sink.clone(),
             lease_intent_grace_seconds: 120,
+            revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
         }
     }
 
@@ -128,6 +131,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     adjust(&mut settings);
     db.alert_webhook_url = settings.alert_webhook_url;
     db.audit_sink = settings.audit_sink;
+    db.revocation_retry_budget_seconds = settings.revocation_retry_budget_seconds;
     let db = Arc::new(db);
     let mut app = start(db, None).await;
     let tenant = Tenant::default_tenant();

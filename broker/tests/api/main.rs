@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod canary;
 mod cli;
+mod expiry;
 mod kubernetes;
 mod leases;
 mod secrets;

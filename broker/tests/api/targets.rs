@@ -197,6 +197,24 @@ impl Target {
         }
     }
 
+    /// MariaDB only: ends every session of `user`.
+    pub async fn kill_sessions_of(&self, user: &str) {
+        let mut conn = mysql_async::Conn::new(mariadb("root", None))
+            .await
+            .expect("root");
+        let ids: Vec<u64> = conn
+            .exec(
+                "SELECT id FROM information_schema.processlist WHERE user = ?",
+                (user,),
+            )
+            .await
+            .expect("processlist");
+        for id in ids {
+            let _ = conn.query_drop(format!("KILL {id}")).await;
+        }
+        let _ = conn.disconnect().await;
+    }
+
     /// PostgreSQL only: the user's `VALID UNTIL` as a Unix time.
     pub async fn valid_until(&self, user: &str) -> i64 {
         let client = postgres("postgres", "").await.expect("superuser");

@@ -1,0 +1,182 @@
+//! The broker's side of the lease scheduler (`leasehold-scheduler`): claims and outcomes in the
+//! store, revocation through the plugins, and what an operator must hear about — every batch is
+//! audited as the broker's own doing (`LEASE_EXPIRE`), and a lease that exhausted its retry
+//! budget is audited (`LEASE_IRREVOCABLE`), counted and alerted.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use leasehold_scheduler::{Claimed, LeaseStore, Outcome, Revoker};
+
+use super::LeaseService;
+use crate::alerts::AlertSink;
+use crate::audit::{AuditEvent, AuditLog, EventType};
+use crate::store::{LeaseOutcome, LeaseRow, PENDING, Store, StoreError};
+
+/// The store and audit trail as the scheduler sees them.
+pub struct ScheduledLeases {
+    store: Store,
+    audit: AuditLog,
+    alerts: AlertSink,
+}
+
+impl ScheduledLeases {
+    pub fn new(store: Store, audit: AuditLog, alerts: AlertSink) -> Self {
+        Self {
+            store,
+            audit,
+            alerts,
+        }
+    }
+
+    /// One `LEASE_EXPIRE` event per tenant and batch. Best effort: the revocations happened and
+    /// are recorded on the leases; refusing to record them would not undo them.
+    async fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) {
+        let mut by_tenant: HashMap<&str, (Vec<String>, Vec<String>, usize)> = HashMap::new();
+        for (claimed, outcome) in outcomes {
+            let entry = by_tenant.entry(&claimed.lease.tenant).or_default();
+            match outcome {
+                Outcome::Revoked if claimed.lease.state == PENDING => {
+                    entry.1.push(claimed.id.to_string());
+                }
+                Outcome::Revoked => entry.0.push(claimed.id.to_string()),
+                _ => entry.2 += 1,
+            }
+        }
+        for (tenant, (expired, abandoned, failed)) in by_tenant {
+            let event = AuditEvent::system(tenant, EventType::LeaseExpire)
+                .detail("revoked", expired)
+                .detail("abandonedIntentsRevoked", abandoned)
+                .detail("failed", failed);
+            if let Err(error) = self.audit.record(event).await {
+                tracing::error!(%error, "could not audit a batch of expired leases");
+            }
+        }
+    }
+
+    async fn report_irrevocable(&self, lease: &LeaseRow, error: &str) {
+        metrics::counter!("leasehold_leases_irrevocable_total", "backend" => lease.backend.clone())
+            .increment(1);
+        tracing::error!(lease = %lease.id, backend = %lease.backend, %error, "lease is IRREVOCABLE: its revocation budget is spent");
+        let event = AuditEvent::system(&lease.tenant, EventType::LeaseIrrevocable)
+            .location(&lease.environment, &format!("roles/{}", lease.role))
+            .detail("leaseId", lease.id.to_string())
+            .detail("backend", lease.backend.as_str())
+            .detail("username", lease.username.as_str())
+            .detail("lastError", error);
+        if let Err(audit_error) = self.audit.record(event).await {
+            tracing::error!(%audit_error, "could not audit an IRREVOCABLE lease");
+        }
+        self.alerts.send(serde_json::json!({
+                "event": "LEASE_IRREVOCABLE",
+                "tenant": lease.tenant,
+                "leaseId": lease.id,
+                "backend": lease.backend,
+                "role": lease.role,
+                "username": lease.username,
+                "lastError": error,
+                "action": "fix the target and POST /v1/leases/{id}/revoke to retry, or POST /v1/leases/{id}/force-revoke",
+        }));
+    }
+}
+
+#[async_trait]
+impl LeaseStore for ScheduledLeases {
+    type Lease = LeaseRow;
+    type Error = StoreError;
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        claim_for: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed<LeaseRow>>, StoreError> {
+        let until = now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX);
+        let rows = self
+            .store
+            .claim_due_leases(owner, now, until, i64::from(limit))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Claimed {
+                id: row.id,
+                attempts: u32::try_from(row.attempts).unwrap_or(0),
+                failing_since: row.failing_since,
+                lease: row,
+            })
+            .collect())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.store.next_lease_due().await
+    }
+
+    async fn complete(
+        &self,
+        _owner: &str,
+        outcomes: &[(Claimed<LeaseRow>, Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<LeaseOutcome<'_>> = outcomes
+            .iter()
+            .map(|(claimed, outcome)| match outcome {
+                Outcome::Revoked => LeaseOutcome::Revoked(claimed.id),
+                Outcome::Retry {
+                    at,
+                    failing_since,
+                    error,
+                } => LeaseOutcome::Retry {
+                    id: claimed.id,
+                    at: *at,
+                    failing_since: *failing_since,
+                    error,
+                },
+                Outcome::Irrevocable { error } => LeaseOutcome::Irrevocable {
+                    id: claimed.id,
+                    error,
+                },
+            })
+            .collect();
+        self.store.complete_claimed_leases(&rows, now).await?;
+        self.audit_batch(outcomes).await;
+        for (claimed, outcome) in outcomes {
+            if let Outcome::Irrevocable { error } = outcome {
+                self.report_irrevocable(&claimed.lease, error).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Revoker<LeaseRow> for LeaseService {
+    async fn revoke(&self, leases: &[&LeaseRow]) -> Vec<Result<(), String>> {
+        self.drop_users(leases)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+/// The lease-count gauges, refreshed every `every`.
+pub async fn publish_lease_gauges(store: Store, every: Duration) {
+    loop {
+        match store.count_leases_by_state().await {
+            Ok(counts) => {
+                for state in ["PENDING", "ACTIVE", "IRREVOCABLE"] {
+                    let count = counts
+                        .iter()
+                        .find(|(s, _)| s == state)
+                        .map_or(0, |(_, c)| *c);
+                    metrics::gauge!("leasehold_leases", "state" => state).set(count as f64);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not count leases"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

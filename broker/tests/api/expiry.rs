@@ -1,0 +1,233 @@
+//! The lease scheduler in the broker, against the machine's real PostgreSQL and MariaDB: leases
+//! are revoked when they expire, failures are retried until the target returns, and a lease
+//! whose retry budget runs out becomes IRREVOCABLE, listed, audited and force-revocable.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::on_both_stores;
+use crate::targets::{ADMIN_PASSWORD, Kind, Target};
+
+async fn setup(app: &TestApp, kind: Kind) -> Target {
+    let target = Target::create(kind).await;
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            "/v1/backends/db",
+            Some(target.backend_body(ADMIN_PASSWORD)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .request(Method::PUT, "/v1/roles/short", Some(target.role_body("db")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    target
+}
+
+/// Polls the lease until `done` holds or `within` passes; answers the last view.
+async fn wait_for(
+    app: &TestApp,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (_, lease) = app.get(&format!("/v1/leases/{id}")).await;
+        if done(&lease) || tokio::time::Instant::now() > deadline {
+            return lease;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn issue(app: &TestApp, ttl: &str) -> (String, String) {
+    let (status, lease) = app
+        .post("/v1/leases", json!({"role": "short", "ttl": ttl}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    (
+        lease["leaseId"].as_str().expect("id").to_owned(),
+        lease["username"].as_str().expect("username").to_owned(),
+    )
+}
+
+on_both_stores!(
+    short_leases_are_revoked_when_they_expire,
+    |app: TestApp| async move {
+        for kind in [Kind::Postgres, Kind::Mariadb] {
+            let target = setup(&app, kind).await;
+            let (id, username) = issue(&app, "2s").await;
+            let (long_id, long_user) = issue(&app, "1h").await;
+            assert!(target.user_exists(&username).await);
+            let lease = wait_for(&app, &id, Duration::from_secs(10), |l| {
+                l["state"] == "REVOKED"
+            })
+            .await;
+            assert_eq!(lease["state"], "REVOKED", "{kind:?}: {lease}");
+            let expires: chrono::DateTime<chrono::Utc> = lease["expiresAt"]
+                .as_str()
+                .expect("expiry")
+                .parse()
+                .expect("time");
+            let revoked: chrono::DateTime<chrono::Utc> = lease["revokedAt"]
+                .as_str()
+                .expect("revokedAt")
+                .parse()
+                .expect("time");
+            assert!(revoked >= expires, "revoked before it expired: {lease}");
+            assert!(
+                revoked - expires < chrono::Duration::seconds(3),
+                "revoked late: {lease}"
+            );
+            assert!(
+                !target.user_exists(&username).await,
+                "{kind:?}: the user survived its lease"
+            );
+            let (_, long) = app.get(&format!("/v1/leases/{long_id}")).await;
+            assert_eq!(long["state"], "ACTIVE");
+            assert!(target.user_exists(&long_user).await);
+            let (status, _) = app
+                .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            target.cleanup().await;
+        }
+        let (_, events) = app.get("/v1/audit/events?eventType=LEASE_EXPIRE").await;
+        assert!(!events["events"].as_array().expect("events").is_empty());
+        app.cleanup().await;
+    }
+);
+
+/// Locks the backend's admin account and ends its sessions, so every new login fails.
+async fn take_down(target: &Target) {
+    target
+        .admin_sql(&format!(
+            "ALTER USER '{}'@'%' ACCOUNT LOCK",
+            target.admin_user()
+        ))
+        .await;
+    target.kill_sessions_of(&target.admin_user()).await;
+}
+
+async fn bring_back(target: &Target) {
+    target
+        .admin_sql(&format!(
+            "ALTER USER '{}'@'%' ACCOUNT UNLOCK",
+            target.admin_user()
+        ))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_retried_until_the_target_returns() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let target = setup(&app, Kind::Mariadb).await;
+    let (id, username) = issue(&app, "1s").await;
+    take_down(&target).await;
+    let lease = wait_for(&app, &id, Duration::from_secs(10), |l| {
+        l["revocationAttempts"].as_i64() >= Some(2)
+    })
+    .await;
+    assert_eq!(
+        lease["state"], "ACTIVE",
+        "nothing is marked revoked that is not: {lease}"
+    );
+    assert!(
+        lease["lastError"].as_str().is_some_and(|e| !e.is_empty()),
+        "{lease}"
+    );
+    assert!(target.user_exists(&username).await);
+    bring_back(&target).await;
+    let lease = wait_for(&app, &id, Duration::from_secs(20), |l| {
+        l["state"] == "REVOKED"
+    })
+    .await;
+    assert_eq!(lease["state"], "REVOKED", "{lease}");
+    assert!(!target.user_exists(&username).await);
+    target.cleanup().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.revocation_retry_budget_seconds = 2).await;
+    let target = setup(&app, Kind::Mariadb).await;
+    let (retried, retried_user) = issue(&app, "1s").await;
+    let (forced, forced_user) = issue(&app, "1s").await;
+    take_down(&target).await;
+    for id in [&retried, &forced] {
+        let lease = wait_for(&app, id, Duration::from_secs(15), |l| {
+            l["state"] == "IRREVOCABLE"
+        })
+        .await;
+        assert_eq!(lease["state"], "IRREVOCABLE", "{lease}");
+    }
+    let (_, listed) = app.get("/v1/leases?state=irrevocable").await;
+    assert_eq!(
+        listed["leases"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let (_, events) = app
+        .get("/v1/audit/events?eventType=LEASE_IRREVOCABLE")
+        .await;
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(2),
+        "{events}"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("leasehold_leases_irrevocable_total")
+    );
+    // Still failing: a retry by hand answers 503 and changes nothing.
+    let (status, _) = app
+        .post(&format!("/v1/leases/{retried}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    bring_back(&target).await;
+    // The target is back: a retry drops the user.
+    let (status, lease) = app
+        .post(&format!("/v1/leases/{retried}/revoke"), json!({}))
+        .await;
+    assert_eq!(
+        (status, lease["state"].clone()),
+        (StatusCode::OK, json!("REVOKED")),
+        "{lease}"
+    );
+    assert!(!target.user_exists(&retried_user).await);
+    // Or the operator drops the user by hand and force-revokes, with a reason.
+    let (status, body) = app
+        .post(&format!("/v1/leases/{forced}/force-revoke"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    target
+        .admin_sql(&format!("DROP USER '{forced_user}'@'%'"))
+        .await;
+    let (status, lease) = app
+        .post(
+            &format!("/v1/leases/{forced}/force-revoke"),
+            json!({"reason": "dropped by hand, INC-42"}),
+        )
+        .await;
+    assert_eq!(
+        (status, lease["state"].clone()),
+        (StatusCode::OK, json!("REVOKED")),
+        "{lease}"
+    );
+    let (_, events) = app
+        .get("/v1/audit/events?eventType=LEASE_FORCE_REVOKE")
+        .await;
+    assert_eq!(
+        events["events"][0]["detail"]["reason"],
+        "dropped by hand, INC-42"
+    );
+    target.cleanup().await;
+    app.cleanup().await;
+}
