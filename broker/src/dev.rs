@@ -80,6 +80,7 @@ impl DevMode {
             audit_sink: None,
             lease_intent_grace_seconds: crate::dynamic::INTENT_GRACE.as_secs(),
             revocation_retry_budget_seconds: 24 * 3600,
+            scheduler_claim_seconds: 60,
         })
     }
 

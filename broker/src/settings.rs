@@ -4,7 +4,8 @@
 //! Environment overrides (each replaces one key): `LEASEHOLD_LISTEN`, `LEASEHOLD_DATABASE_URL`,
 //! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
 //! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`,
-//! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`, `LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS`.
+//! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`, `LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS`,
+//! `LEASEHOLD_SCHEDULER_CLAIM_SECONDS`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,14 @@ pub struct Settings {
     /// after its first failure, then becomes IRREVOCABLE and is alerted on.
     #[serde(default = "default_revocation_retry_budget_seconds")]
     pub revocation_retry_budget_seconds: u64,
+    /// How long a replica's claim on a batch of due leases holds; a replica that dies mid-batch
+    /// has its leases picked up by the others after this.
+    #[serde(default = "default_scheduler_claim_seconds")]
+    pub scheduler_claim_seconds: u64,
+}
+
+fn default_scheduler_claim_seconds() -> u64 {
+    60
 }
 
 fn default_revocation_retry_budget_seconds() -> u64 {
@@ -174,6 +183,9 @@ impl Settings {
         if let Some(v) = var("LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS") {
             self.revocation_retry_budget_seconds =
                 parsed("LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS", &v)?;
+        }
+        if let Some(v) = var("LEASEHOLD_SCHEDULER_CLAIM_SECONDS") {
+            self.scheduler_claim_seconds = parsed("LEASEHOLD_SCHEDULER_CLAIM_SECONDS", &v)?;
         }
         if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
             self.alert_webhook_url = Some(v);

@@ -481,3 +481,169 @@ async fn a_crash_after_creating_a_user_never_orphans_it() {
     server.terminate().await;
     mariadb_root(&format!("DROP USER IF EXISTS '{prefix}_admin'@'%'")).await;
 }
+
+/// Three brokers on one PostgreSQL store share lease expiry; one is killed with SIGKILL while the
+/// leases expire. Every lease is still revoked, every user is gone, and no revocation counted as
+/// failed (a second DROP of a user another replica already dropped is not a failure).
+#[tokio::test]
+async fn three_replicas_share_expiry_and_survive_a_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lh_e2e_{}", uuid::Uuid::new_v4().simple());
+    let admin = postgres_admin_url();
+    let admin_pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin_pool)
+        .await
+        .expect("create db");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let database_url = format!("{base}/{name}");
+    let prefix = format!("lhrep{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let password = "Replica-admin-pw-1";
+    mariadb_root(&format!(
+        "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
+         GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
+    ))
+    .await;
+
+    let config = dir.path().join("leasehold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"postgres://placeholder@127.0.0.1:1/none\"\n\
+             [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
+            dir.path().join("master.key").display()
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.to_str().expect("utf-8");
+    let env = [
+        ("LEASEHOLD_DATABASE_URL", database_url.as_str()),
+        ("LEASEHOLD_SCHEDULER_CLAIM_SECONDS", "3"),
+    ];
+    let init = Command::new(leasehold_bin())
+        .args(["operator", "init", "--config", config_arg, "--json"])
+        .envs(env)
+        .output()
+        .await
+        .expect("init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let init: Value = serde_json::from_slice(&init.stdout).expect("init JSON");
+    let token = init["token"].as_str().expect("token").to_owned();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Server::start(&["--config", config_arg], &env).await);
+    }
+    let client = reqwest::Client::new();
+    let first = replicas[0].addr.clone();
+    let (status, body) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{first}/v1/backends/maria"),
+        &token,
+        Some(json!({"plugin": "mariadb", "maxOpenConnections": 4, "connection": {"host": "127.0.0.1",
+            "port": 3306, "username": format!("{prefix}_admin"), "password": password, "sslMode": "disable"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{first}/v1/roles/expiring"),
+        &token,
+        Some(json!({"backend": "maria", "environment": "prod",
+            "usernameTemplate": format!("{prefix}_{{{{random}}}}")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    const LEASES: usize = 120;
+    let mut ids = Vec::with_capacity(LEASES);
+    for i in 0..LEASES {
+        let addr = &replicas[i % 3].addr;
+        let (status, lease) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{addr}/v1/leases"),
+            &token,
+            Some(json!({"role": "expiring", "ttl": "4s"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{lease}");
+        ids.push(lease["leaseId"].as_str().expect("id").to_owned());
+    }
+    // Kill one replica while the leases come due.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let victim = replicas.remove(1);
+    let pid = victim.child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+
+    let users_like = format!(
+        "SELECT user FROM mysql.user WHERE user LIKE '{prefix}\\_%' AND user <> '{prefix}_admin'"
+    );
+    let mut remaining = Vec::new();
+    for _ in 0..150 {
+        remaining = mariadb_root(&users_like).await;
+        if remaining.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        remaining.is_empty(),
+        "{} users survived their leases",
+        remaining.len()
+    );
+    let survivor = replicas[0].addr.clone();
+    let mut states = std::collections::HashMap::new();
+    for _ in 0..50 {
+        let (_, page) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{survivor}/v1/leases?limit=1000"),
+            &token,
+            None,
+        )
+        .await;
+        states.clear();
+        for lease in page["leases"].as_array().expect("leases") {
+            let state = lease["state"].as_str().unwrap_or_default().to_owned();
+            let attempts = lease["revocationAttempts"].as_i64().unwrap_or(-1);
+            states.insert(
+                lease["leaseId"].as_str().unwrap_or_default().to_owned(),
+                (state, attempts),
+            );
+        }
+        if states.values().all(|(s, _)| s == "REVOKED") && states.len() == LEASES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        assert_eq!(
+            states.get(id),
+            Some(&("REVOKED".to_owned(), 0)),
+            "lease {id}"
+        );
+    }
+    for replica in replicas {
+        replica.terminate().await;
+    }
+    mariadb_root(&format!("DROP USER IF EXISTS '{prefix}_admin'@'%'")).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin_pool)
+    .await
+    .expect("drop db");
+}

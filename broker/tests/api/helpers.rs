@@ -89,6 +89,7 @@ impl TestDb {
             audit_sink: self.audit_sink.clone(),
             lease_intent_grace_seconds: 120,
             revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
+            scheduler_claim_seconds: 60,
         }
     }
 
