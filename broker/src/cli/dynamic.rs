@@ -66,8 +66,14 @@ pub enum LeaseCommand {
         #[arg(long)]
         increment: Option<String>,
     },
-    /// Revoke a lease now.
+    /// Revoke a lease now (an IRREVOCABLE one is tried again).
     Revoke { id: String },
+    /// Mark a lease revoked without dropping its user (after removing it by hand); audited.
+    ForceRevoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Show a lease.
     Get { id: String },
     /// List leases.
@@ -76,7 +82,7 @@ pub enum LeaseCommand {
         role: Option<String>,
         #[arg(long)]
         principal: Option<String>,
-        /// pending, active or revoked.
+        /// pending, active, revoked or irrevocable.
         #[arg(long)]
         state: Option<String>,
     },
@@ -234,6 +240,17 @@ pub async fn lease(client_args: &ClientArgs, command: LeaseCommand) -> Result<()
             )
             .await?;
             print(client_args, lease, |_| format!("Lease {id} revoked")).await
+        }
+        LeaseCommand::ForceRevoke { id, reason } => {
+            let path = format!("/v1/leases/{id}/force-revoke");
+            let lease = call(
+                &client,
+                Method::POST,
+                &path,
+                Some(json!({"reason": reason})),
+            )
+            .await?;
+            print(client_args, lease, |_| format!("Lease {id} marked revoked")).await
         }
         LeaseCommand::Get { id } => {
             let lease = call(&client, Method::GET, &format!("/v1/leases/{id}"), None).await?;

@@ -310,6 +310,21 @@ impl Store {
         Ok(())
     }
 
+    /// ACTIVE leases expiring before `until` (for the lease-count metrics).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn count_leases_expiring(&self, until: DateTime<Utc>) -> StoreResult<i64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM leases WHERE state IN ('PENDING', 'ACTIVE') AND due_at <= $1",
+            )
+            .bind(until)
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
     /// Leases by state across tenants (for the lease-count metrics).
     ///
     /// # Errors
