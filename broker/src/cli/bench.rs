@@ -26,6 +26,8 @@ pub enum BenchCommand {
     Issue(super::bench_leases::LeaseBenchArgs),
     /// Lease renewals against a plain client running the role's renewal statements.
     Renew(super::bench_leases::LeaseBenchArgs),
+    /// Many leases due in the same second, against a plain client dropping the same users.
+    Expiry(super::bench_expiry::ExpiryBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +106,7 @@ pub async fn run(client: &ClientArgs, command: BenchCommand) -> Result<(), CliEr
         }
         BenchCommand::Issue(args) => super::bench_leases::issue(client, args).await,
         BenchCommand::Renew(args) => super::bench_leases::renew(client, args).await,
+        BenchCommand::Expiry(args) => super::bench_expiry::expiry(client, args).await,
     }
 }
 

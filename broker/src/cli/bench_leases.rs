@@ -74,7 +74,7 @@ struct LeaseReport {
 }
 
 /// One connection of the plain client.
-enum RawConn {
+pub(super) enum RawConn {
     Postgres(tokio_postgres::Client),
     Mysql(mysql_async::Conn),
 }
@@ -105,7 +105,7 @@ impl RawConn {
         }
     }
 
-    fn dialect(&self) -> Dialect {
+    pub(super) fn dialect(&self) -> Dialect {
         match self {
             Self::Postgres(_) => Dialect::Postgres,
             Self::Mysql(_) => Dialect::Mysql,
@@ -125,12 +125,12 @@ impl RawConn {
 }
 
 /// A password in the forms the statements take, computed before the clock starts.
-struct PasswordForms {
+pub(super) struct PasswordForms {
     password: String,
     hash: Option<String>,
 }
 
-fn password_forms(dialect: Dialect, count: usize) -> Vec<PasswordForms> {
+pub(super) fn password_forms(dialect: Dialect, count: usize) -> Vec<PasswordForms> {
     (0..count)
         .map(|_| {
             let password = PasswordPolicy::default().generate();
@@ -203,20 +203,20 @@ async fn measure<W>(
     }
 }
 
-struct RawWorker {
-    conn: RawConn,
+pub(super) struct RawWorker {
+    pub(super) conn: RawConn,
     forms: usize,
-    created: Vec<String>,
+    pub(super) created: Vec<String>,
 }
 
 /// The role's statements, fetched from the broker and parsed for the baseline's dialect.
-struct RoleStatements {
+pub(super) struct RoleStatements {
     creation: Vec<Template>,
     renewal: Vec<Template>,
     revocation: Vec<Template>,
 }
 
-async fn role_statements(
+pub(super) async fn role_statements(
     client: &ApiClient,
     role: &str,
     dialect: Dialect,
@@ -250,7 +250,7 @@ async fn role_statements(
     })
 }
 
-async fn connect_all(url: &str, count: usize) -> Result<Vec<RawWorker>, CliError> {
+pub(super) async fn connect_all(url: &str, count: usize) -> Result<Vec<RawWorker>, CliError> {
     let mut workers = Vec::with_capacity(count);
     for _ in 0..count {
         workers.push(RawWorker {
@@ -263,7 +263,7 @@ async fn connect_all(url: &str, count: usize) -> Result<Vec<RawWorker>, CliError
 }
 
 /// Creates a user with the role's creation statements; `false` on failure.
-async fn raw_create(
+pub(super) async fn raw_create(
     worker: &mut RawWorker,
     statements: &RoleStatements,
     forms: &[PasswordForms],
@@ -288,12 +288,13 @@ async fn raw_create(
     ok
 }
 
-/// Drops every user the plain client created, 50 per round trip.
-async fn raw_cleanup(workers: &mut [RawWorker], statements: &RoleStatements) -> usize {
-    let mut failures = 0;
-    for worker in workers.iter_mut() {
+/// Drops every user the plain client created, 50 per round trip, all connections in parallel.
+/// Returns how many could not be dropped.
+pub(super) async fn raw_cleanup(workers: &mut [RawWorker], statements: &RoleStatements) -> usize {
+    let drops = workers.iter_mut().map(|worker| async move {
         let dialect = worker.conn.dialect();
         let users = std::mem::take(&mut worker.created);
+        let mut failures = 0;
         for chunk in users.chunks(50) {
             let scripts: Result<Vec<String>, String> = chunk
                 .iter()
@@ -316,12 +317,17 @@ async fn raw_cleanup(workers: &mut [RawWorker], statements: &RoleStatements) -> 
             };
             failures += if done { 0 } else { chunk.len() };
         }
-    }
-    failures
+        failures
+    });
+    join_all(drops).await.into_iter().sum()
 }
 
 /// Revokes leases through the API, `concurrency` at a time.
-async fn revoke_leases(client: &ApiClient, ids: Vec<String>, concurrency: usize) -> usize {
+pub(super) async fn revoke_leases(
+    client: &ApiClient,
+    ids: Vec<String>,
+    concurrency: usize,
+) -> usize {
     let mut failures = 0;
     for chunk in ids.chunks(concurrency.max(1)) {
         let empty = json!({});

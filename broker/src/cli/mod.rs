@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod audit;
 mod bench;
+mod bench_expiry;
 mod bench_leases;
 mod client;
 mod dynamic;

@@ -177,7 +177,10 @@ pub async fn publish_lease_gauges(store: Store, every: Duration) {
             }
             Err(error) => tracing::warn!(%error, "could not count leases"),
         }
-        match store.count_leases_expiring(Utc::now() + chrono::Duration::minutes(1)).await {
+        match store
+            .count_leases_expiring(Utc::now() + chrono::Duration::minutes(1))
+            .await
+        {
             Ok(count) => {
                 metrics::gauge!("leasehold_leases_due_within_minute").set(count as f64);
             }
