@@ -15,6 +15,9 @@ pub struct SchedulerConfig {
     pub owner: String,
     /// Leases claimed per round.
     pub batch: u32,
+    /// Rounds in flight at once: while one batch is being revoked, the next is claimed and the
+    /// previous recorded, so the targets are never idle waiting for the store.
+    pub workers: usize,
     /// How long a claim holds; a replica that dies mid-batch loses its claims after this.
     pub claim_for: Duration,
     /// The longest sleep between rounds, whatever the next due time says (a lease issued by
@@ -29,6 +32,7 @@ impl SchedulerConfig {
         Self {
             owner: owner.into(),
             batch: 500,
+            workers: 2,
             claim_for: Duration::from_secs(120),
             max_sleep: Duration::from_secs(5),
             retry: RetryPolicy::default(),
@@ -93,23 +97,26 @@ where
 
     /// Runs rounds until `shutdown` resolves. A store error is logged and retried after a pause.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let work = async {
-            loop {
-                match self.round().await {
-                    // A full batch: more may be due right now.
-                    Ok(claimed) if claimed >= self.config.batch as usize => continue,
-                    Ok(_) => self.sleep_until_due().await,
-                    Err(error) => {
-                        tracing::warn!(%error, "lease scheduler round failed; retrying");
-                        metrics::counter!("leasehold_scheduler_errors_total").increment(1);
-                        self.pause(Duration::from_secs(1)).await;
-                    }
+        let workers =
+            futures_util::future::join_all((0..self.config.workers.max(1)).map(|_| self.work()));
+        tokio::select! {
+            _ = workers => {}
+            () = shutdown => {}
+        }
+    }
+
+    async fn work(&self) {
+        loop {
+            match self.round().await {
+                // A full batch: more may be due right now.
+                Ok(claimed) if claimed >= self.config.batch as usize => continue,
+                Ok(_) => self.sleep_until_due().await,
+                Err(error) => {
+                    tracing::warn!(%error, "lease scheduler round failed; retrying");
+                    metrics::counter!("leasehold_scheduler_errors_total").increment(1);
+                    self.pause(Duration::from_secs(1)).await;
                 }
             }
-        };
-        tokio::select! {
-            () = work => {}
-            () = shutdown => {}
         }
     }
 
@@ -118,6 +125,7 @@ where
     /// # Errors
     /// When the store fails; claims already taken expire by themselves.
     pub async fn round(&self) -> Result<usize, S::Error> {
+        let round_started = tokio::time::Instant::now();
         let now = self.config.clock.now();
         let claimed = self
             .store
@@ -175,9 +183,16 @@ where
             metrics::counter!("leasehold_scheduler_revocations_total", "result" => result)
                 .increment(1);
         }
+        let revoked_in = started.elapsed();
         self.store
             .complete(&self.config.owner, &outcomes, now)
             .await?;
+        tracing::debug!(
+            claimed = count,
+            revoke_ms = revoked_in.as_millis() as u64,
+            round_ms = round_started.elapsed().as_millis() as u64,
+            "scheduler round"
+        );
         Ok(count)
     }
 
