@@ -217,20 +217,50 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// A fresh PostgreSQL database to serve as one test's broker store.
+struct StoreDatabase {
+    name: String,
+    url: String,
+    admin: sqlx::PgPool,
+}
+
+impl StoreDatabase {
+    async fn create() -> Self {
+        let name = format!("lh_e2e_{}", uuid::Uuid::new_v4().simple());
+        let admin_url = postgres_admin_url();
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create db");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        }
+    }
+
+    async fn drop(self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await
+        .expect("drop db");
+    }
+}
+
 #[tokio::test]
 async fn production_server_on_postgres_with_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lh_e2e_{}", uuid::Uuid::new_v4().simple());
-    let admin = postgres_admin_url();
-    let admin_pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin_pool)
-        .await
-        .expect("create db");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let database_url = format!("{base}/{name}");
+    let store = StoreDatabase::create().await;
+    let database_url = store.url.clone();
 
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -339,12 +369,7 @@ async fn production_server_on_postgres_with_tls() {
     assert_eq!(list["secrets"][0]["path"], "tls/checked");
 
     assert!(server.terminate().await.success());
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&admin_pool)
-    .await
-    .expect("drop db");
+    store.drop().await;
 }
 
 /// Runs SQL as MariaDB's root (127.0.0.1:3306, empty password, as `tests/run` sets up).
@@ -488,17 +513,8 @@ async fn a_crash_after_creating_a_user_never_orphans_it() {
 #[tokio::test]
 async fn three_replicas_share_expiry_and_survive_a_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lh_e2e_{}", uuid::Uuid::new_v4().simple());
-    let admin = postgres_admin_url();
-    let admin_pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin_pool)
-        .await
-        .expect("create db");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let database_url = format!("{base}/{name}");
+    let store = StoreDatabase::create().await;
+    let database_url = store.url.clone();
     let prefix = format!("lhrep{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let password = "Replica-admin-pw-1";
     mariadb_root(&format!(
@@ -640,10 +656,5 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
         replica.terminate().await;
     }
     mariadb_root(&format!("DROP USER IF EXISTS '{prefix}_admin'@'%'")).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin_pool)
-    .await
-    .expect("drop db");
+    store.drop().await;
 }
