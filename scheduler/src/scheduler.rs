@@ -32,7 +32,7 @@ impl SchedulerConfig {
         Self {
             owner: owner.into(),
             batch: 500,
-            workers: 2,
+            workers: 4,
             claim_for: Duration::from_secs(120),
             max_sleep: Duration::from_secs(5),
             retry: RetryPolicy::default(),
