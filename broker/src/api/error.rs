@@ -233,7 +233,7 @@ fn dynamic_parts(error: &DynamicError) -> (StatusCode, &'static str, String, Opt
         DynamicError::Unrecorded => (
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
-            "the lease could not be recorded durably, so no credential was created; retry later"
+            "the lease's state could not be recorded durably; nothing was handed out, and a revocation is retried by the scheduler; retry later"
                 .to_owned(),
             None,
         ),

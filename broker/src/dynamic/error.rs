@@ -20,7 +20,8 @@ pub enum DynamicError {
     /// The target database refused or could not be reached; the message is scrubbed of secrets.
     #[error("backend `{backend}`: {error}")]
     Backend { backend: String, error: PluginError },
-    /// A lease's intent could not be made durable; nothing was created.
+    /// A lease's state could not be made durable (its intent before creation, or its
+    /// revocation after the user was dropped).
     #[error("the lease could not be recorded durably")]
     Unrecorded,
     #[error(transparent)]

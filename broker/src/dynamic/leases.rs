@@ -436,7 +436,12 @@ impl LeaseService {
     ) -> Vec<Result<(), DynamicError>> {
         let backend = match self.registry.get(tenant, backend_name).await {
             Ok(backend) => backend,
-            Err(error) => return leases.iter().map(|_| Err(clone_error(&error))).collect(),
+            Err(error) => {
+                return leases
+                    .iter()
+                    .map(|_| Err(clone_error(&error, backend_name)))
+                    .collect();
+            }
         };
         let mut statements: HashMap<&str, Vec<String>> = HashMap::new();
         let mut requests = Vec::with_capacity(leases.len());
@@ -500,8 +505,7 @@ impl LeaseService {
             Err(error) => {
                 // The users are gone; the scheduler drops them again (a no-op) and marks them.
                 tracing::error!(%error, "users revoked but their leases could not be marked");
-                let error = DynamicError::Storage(error);
-                failures.extend(revoked.iter().map(|id| (*id, clone_error(&error))));
+                failures.extend(revoked.iter().map(|id| (*id, DynamicError::Unrecorded)));
             }
         }
         failures
@@ -527,14 +531,17 @@ impl LeaseService {
     }
 }
 
-/// Errors are reported once per lease of a failed batch.
-fn clone_error(error: &DynamicError) -> DynamicError {
+/// One error of a whole backend batch, reported once per lease of it.
+fn clone_error(error: &DynamicError, backend: &str) -> DynamicError {
     match error {
         DynamicError::Backend { backend, error } => DynamicError::backend(backend, error.clone()),
         DynamicError::NotFound(m) => DynamicError::NotFound(m.clone()),
-        other => DynamicError::Backend {
-            backend: String::new(),
-            error: leasehold_plugins::PluginError::unavailable(other.to_string()),
-        },
+        // Storage or KMS trouble while loading the backend: worth retrying later.
+        other => DynamicError::backend(
+            backend,
+            leasehold_plugins::PluginError::unavailable(format!(
+                "could not load the backend: {other}"
+            )),
+        ),
     }
 }
