@@ -200,7 +200,7 @@ fn dynamic_parts(error: &DynamicError) -> (StatusCode, &'static str, String, Opt
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backend_unavailable",
                 format!(
-                    "backend `{backend}` is unavailable ({}); retry later",
+                    "backend `{backend}` is unavailable ({}); retry later, and if it persists check the backend's host, port and admin login (POST /v1/backends/{backend}/verify)",
                     error.message
                 ),
                 None,
