@@ -64,7 +64,11 @@ impl MysqlConnector {
             .tcp_port(connection.port)
             .user(Some(connection.username.clone()))
             .pass(Some(connection.password.expose_secret().to_owned()))
-            .db_name(connection.database.clone());
+            .db_name(connection.database.clone())
+            // Otherwise mysql_async re-connects over the Unix socket after a TCP login to
+            // 127.0.0.1: a second connection per checkout (breaking the pool's bound, seen in the
+            // conformance suite) and a login as a different host than the one configured.
+            .prefer_socket(false);
         if connection.ssl_mode == SslMode::VerifyFull {
             let mut ssl = SslOpts::default();
             if let Some(pem) = &connection.root_certificate {

@@ -94,6 +94,8 @@ impl RawConn {
         } else if url.starts_with("mysql://") {
             let opts = mysql_async::Opts::from_url(url)
                 .map_err(|_| CliError::Usage("--baseline-url is not a MySQL URL".into()))?;
+            // Over TCP like the plugin, not re-connected over the Unix socket.
+            let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false);
             let conn = mysql_async::Conn::new(opts)
                 .await
                 .map_err(|e| CliError::Other(format!("baseline connection: {e}")))?;
