@@ -81,6 +81,7 @@ impl DevMode {
             lease_intent_grace_seconds: crate::dynamic::INTENT_GRACE.as_secs(),
             revocation_retry_budget_seconds: 24 * 3600,
             scheduler_claim_seconds: 60,
+            revocation_fence_seconds: 24 * 3600,
         })
     }
 

@@ -28,6 +28,7 @@ pub mod dynamic;
 pub mod failpoint;
 pub mod policy;
 pub mod private_file;
+pub mod revocations;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

@@ -5,7 +5,7 @@
 //! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
 //! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`,
 //! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`, `LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS`,
-//! `LEASEHOLD_SCHEDULER_CLAIM_SECONDS`.
+//! `LEASEHOLD_SCHEDULER_CLAIM_SECONDS`, `LEASEHOLD_REVOCATION_FENCE_SECONDS`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -79,6 +79,14 @@ pub struct Settings {
     /// has its leases picked up by the others after this.
     #[serde(default = "default_scheduler_claim_seconds")]
     pub scheduler_claim_seconds: u64,
+    /// How long a mass revocation's fence holds unless the request names its own `fenceTtl`
+    /// or an operator lifts it.
+    #[serde(default = "default_revocation_fence_seconds")]
+    pub revocation_fence_seconds: u64,
+}
+
+fn default_revocation_fence_seconds() -> u64 {
+    24 * 3600
 }
 
 fn default_scheduler_claim_seconds() -> u64 {
@@ -186,6 +194,9 @@ impl Settings {
         }
         if let Some(v) = var("LEASEHOLD_SCHEDULER_CLAIM_SECONDS") {
             self.scheduler_claim_seconds = parsed("LEASEHOLD_SCHEDULER_CLAIM_SECONDS", &v)?;
+        }
+        if let Some(v) = var("LEASEHOLD_REVOCATION_FENCE_SECONDS") {
+            self.revocation_fence_seconds = parsed("LEASEHOLD_REVOCATION_FENCE_SECONDS", &v)?;
         }
         if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
             self.alert_webhook_url = Some(v);

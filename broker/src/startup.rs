@@ -17,6 +17,7 @@ use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{KeyRingError, Kms, LocalKms};
 use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService, ScheduledLeases};
 use crate::policy::PolicyCache;
+use crate::revocations::{JobRunner, RevocationService};
 use crate::secrets::SecretService;
 use crate::settings::{KmsSettings, Settings};
 use crate::store::{Store, StoreError};
@@ -70,6 +71,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     scheduler: Scheduler<ScheduledLeases, LeaseService>,
+    revocation_runner: Arc<JobRunner>,
 }
 
 /// Names this process's scheduler claims: host, process id and a random suffix.
@@ -125,6 +127,15 @@ impl Application {
         let mut scheduler_config = SchedulerConfig::new(replica_name());
         scheduler_config.retry.budget =
             Duration::from_secs(settings.revocation_retry_budget_seconds);
+        let wake_runner = Arc::new(tokio::sync::Notify::new());
+        let revocation_runner = Arc::new(JobRunner::new(
+            store.clone(),
+            leases.clone(),
+            audit.clone(),
+            AlertSink::new(settings.alert_webhook_url.clone()),
+            scheduler_config.retry,
+            wake_runner.clone(),
+        ));
         let scheduler = Scheduler::new(
             Arc::new(ScheduledLeases::new(
                 store.clone(),
@@ -139,6 +150,8 @@ impl Application {
             backends: BackendService::new(store.clone(), registry),
             roles,
             leases,
+            revocations: RevocationService::new(store.clone(), audit.clone(), wake_runner),
+            revocation_fence: Duration::from_secs(settings.revocation_fence_seconds),
             secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
             tokens: TokenService::new(store.clone()),
             access: Access::new(PolicyCache::new(store.clone()), audit.clone()),
@@ -176,6 +189,7 @@ impl Application {
             server: server.run(),
             state,
             scheduler,
+            revocation_runner,
         })
     }
 
@@ -198,6 +212,7 @@ impl Application {
         let handle = self.server.handle();
         let server = self.server;
         let scheduler = tokio::spawn(self.scheduler.run(std::future::pending()));
+        let revocation_runner = tokio::spawn(self.revocation_runner.run());
         let gauges = tokio::spawn(crate::dynamic::publish_lease_gauges(
             self.state.store.clone(),
             Duration::from_secs(15),
@@ -214,6 +229,7 @@ impl Application {
                 // polled together.
                 let ((), result) = tokio::join!(handle.stop(true), server);
                 scheduler.abort();
+                revocation_runner.abort();
                 gauges.abort();
                 self.state.store.close().await;
                 tracing::info!("server stopped");

@@ -195,6 +195,7 @@ fn dynamic_parts(error: &DynamicError) -> (StatusCode, &'static str, String, Opt
             Some((*field).to_owned()),
         ),
         DynamicError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), None),
+        DynamicError::Fenced { .. } => (StatusCode::FORBIDDEN, "fenced", error.to_string(), None),
         DynamicError::Backend { backend, error } => match error.kind {
             ErrorKind::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@ mod error;
 mod json;
 mod leases;
 mod middleware;
+mod revocations;
 mod roles;
 mod secrets;
 mod sys;
@@ -31,6 +32,7 @@ use crate::audit::{AuditLog, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::Kms;
 use crate::dynamic::{BackendService, LeaseService, RoleService};
+use crate::revocations::RevocationService;
 use crate::secrets::SecretService;
 use crate::store::Store;
 
@@ -51,6 +53,9 @@ pub struct AppState {
     pub backends: BackendService,
     pub roles: Arc<RoleService>,
     pub leases: Arc<LeaseService>,
+    pub revocations: RevocationService,
+    /// How long a mass revocation's fence holds by default.
+    pub revocation_fence: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -134,6 +139,10 @@ pub fn app(
         .service(leases::renew_lease)
         .service(leases::revoke_lease)
         .service(leases::force_revoke_lease)
+        .service(revocations::start_revocation)
+        .service(revocations::list_revocations)
+        .service(revocations::get_revocation)
+        .service(revocations::lift_fence)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
         // Id routes first: their first segment must be a UUID (see `secrets` module docs).

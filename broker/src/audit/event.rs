@@ -41,6 +41,10 @@ pub enum EventType {
     LeaseExpire,
     LeaseIrrevocable,
     LeaseForceRevoke,
+    RevocationRequest,
+    RevocationComplete,
+    RevocationFailures,
+    RevocationFenceLift,
 }
 
 impl EventType {
@@ -76,6 +80,10 @@ impl EventType {
             Self::LeaseExpire => "LEASE_EXPIRE",
             Self::LeaseIrrevocable => "LEASE_IRREVOCABLE",
             Self::LeaseForceRevoke => "LEASE_FORCE_REVOKE",
+            Self::RevocationRequest => "REVOCATION_REQUEST",
+            Self::RevocationComplete => "REVOCATION_COMPLETE",
+            Self::RevocationFailures => "REVOCATION_FAILURES",
+            Self::RevocationFenceLift => "REVOCATION_FENCE_LIFT",
         }
     }
 }

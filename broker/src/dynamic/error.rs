@@ -17,6 +17,11 @@ pub enum DynamicError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// A mass revocation's fence covers the lease being issued or renewed.
+    #[error(
+        "refused: mass revocation {job} fences every lease matching its selector; wait until the fence is lifted (DELETE /v1/revocations/{job}/fence) or expires"
+    )]
+    Fenced { job: uuid::Uuid },
     /// The target database refused or could not be reached; the message is scrubbed of secrets.
     #[error("backend `{backend}`: {error}")]
     Backend { backend: String, error: PluginError },

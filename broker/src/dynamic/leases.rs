@@ -15,10 +15,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{DynamicError, PluginRegistry, Role, RoleService};
-use crate::audit::{AuditEvent, AuditLog, EventType};
+use crate::audit::{AuditEvent, AuditLog, Decision, EventType};
 use crate::auth::Caller;
 use crate::domain::Ttl;
 use crate::failpoint;
+use crate::revocations::Fences;
 use crate::store::{ACTIVE, JournalEffect, LeaseFilter, LeaseRow, PENDING, REVOKED, Store};
 
 /// What `GET /v1/leases/{id}` shows: never a password.
@@ -95,6 +96,8 @@ pub struct LeaseService {
     intent_grace: Duration,
     /// Wakes the scheduler when a lease is issued that expires before its next planned round.
     scheduler: Arc<Notify>,
+    /// Mass revocations in progress: what they cover is neither issued nor renewed.
+    fences: Fences,
 }
 
 /// Leases expiring sooner than this wake the scheduler (it otherwise looks every few seconds).
@@ -119,6 +122,7 @@ impl LeaseService {
         scheduler: Arc<Notify>,
     ) -> Self {
         Self {
+            fences: Fences::new(store.clone()),
             store,
             registry,
             roles,
@@ -189,6 +193,12 @@ impl LeaseService {
             attempts: 0,
             failing_since: None,
         };
+        // A fenced request usually stops here, before it leaves any trace but its refusal.
+        if let Err(error) = self.fences.check(&lease).await {
+            self.audit_refusal(caller, EventType::LeaseIssue, &lease, &error)
+                .await;
+            return Err(error);
+        }
         let written = self
             .audit
             .apply(JournalEffect::InsertLeaseIntent(Box::new(lease.clone())))
@@ -198,6 +208,14 @@ impl LeaseService {
             return Err(DynamicError::Conflict(
                 "a lease with this id exists already; request a new lease".into(),
             ));
+        }
+        // Checked again once the intent is durable: a mass revocation accepted meanwhile either
+        // shows its fence now or finds the intent when it walks its leases.
+        if let Err(error) = self.fences.check(&lease).await {
+            self.revoke_rows(std::slice::from_ref(&lease)).await;
+            self.audit_refusal(caller, EventType::LeaseIssue, &lease, &error)
+                .await;
+            return Err(error);
         }
 
         let password = role.definition.password_policy().generate();
@@ -274,6 +292,11 @@ impl LeaseService {
                 lease.id, lease.state
             )));
         }
+        if let Err(error) = self.fences.check(&lease).await {
+            self.audit_refusal(caller, EventType::LeaseRenew, &lease, &error)
+                .await;
+            return Err(error);
+        }
         let now = Utc::now().trunc_subsecs(6);
         let wanted = increment.unwrap_or(role.default_ttl).after(now);
         let (expires_at, warning) = if wanted > lease.max_expires_at {
@@ -320,6 +343,23 @@ impl LeaseService {
             lease: renewed,
             warning,
         })
+    }
+
+    /// Every refusal is audited; the request is refused whether or not the event is recorded.
+    async fn audit_refusal(
+        &self,
+        caller: &Caller,
+        event_type: EventType,
+        lease: &LeaseRow,
+        error: &DynamicError,
+    ) {
+        let event = AuditEvent::by(caller, event_type, Decision::Deny)
+            .location(&lease.environment, &format!("roles/{}", lease.role))
+            .detail("leaseId", lease.id.to_string())
+            .detail("reason", error.to_string());
+        if self.audit.record(event).await.is_err() {
+            tracing::error!(lease = %lease.id, "a fenced request could not be audited");
+        }
     }
 
     /// Revokes one lease now (an IRREVOCABLE one is tried again); revoking a REVOKED lease is a

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::leases::{ACTIVATE, EXTEND, INSERT_INTENT};
+use super::revocations::{INSERT_JOB, LIFT_FENCE};
 use super::{ACTIVE, BeginWrite, JournalEffect, PENDING, Store, StoreResult, on_pool};
 use crate::audit::AuditEvent;
 
@@ -164,6 +165,20 @@ impl Store {
                         .bind(*expires_at)
                         .bind(*at)
                         .bind(ACTIVE),
+                    JournalEffect::InsertRevocationJob(job) => sqlx::query(INSERT_JOB)
+                        .bind(job.id)
+                        .bind(&job.tenant)
+                        .bind(&job.selector)
+                        .bind(&job.reason)
+                        .bind(&job.ticket)
+                        .bind(&job.requested_by)
+                        .bind(&job.state)
+                        .bind(job.total)
+                        .bind(job.created_at)
+                        .bind(job.fence_until),
+                    JournalEffect::LiftFence { tenant, job } => {
+                        sqlx::query(LIFT_FENCE).bind(tenant).bind(*job)
+                    }
                 };
                 applied.push(query.execute(&mut *tx).await?.rows_affected() == 1);
             }

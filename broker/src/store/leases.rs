@@ -62,6 +62,10 @@ pub enum JournalEffect {
         expires_at: DateTime<Utc>,
         at: DateTime<Utc>,
     },
+    /// A mass revocation job and its fence, committed with the event that requested it.
+    InsertRevocationJob(Box<super::RevocationJobRow>),
+    /// Lifts a job's fence; not applied when it was lifted already.
+    LiftFence { tenant: String, job: Uuid },
 }
 
 pub(super) const INSERT_INTENT: &str = "INSERT INTO leases (id, tenant, environment, role, backend, \
@@ -70,10 +74,12 @@ pub(super) const INSERT_INTENT: &str = "INSERT INTO leases (id, tenant, environm
 /// An active lease is due at its expiry.
 pub(super) const ACTIVATE: &str = "UPDATE leases SET state = $2, updated_at = $3, due_at = expires_at \
      WHERE id = $1 AND state = $4";
+/// A lease a revocation job has taken (even one whose revocation failed and is being retried)
+/// is not extended.
 pub(super) const EXTEND: &str = "UPDATE leases SET expires_at = $2, updated_at = $3, due_at = $2 \
-     WHERE id = $1 AND state = $4";
+     WHERE id = $1 AND state = $4 AND revocation_job IS NULL";
 
-const COLUMNS: &str = "id, tenant, environment, role, backend, principal, username, state, \
+pub(super) const COLUMNS: &str = "id, tenant, environment, role, backend, principal, username, state, \
      issued_at, expires_at, max_expires_at, revoked_at, updated_at, last_error, due_at, attempts, \
      failing_since";
 
@@ -128,7 +134,10 @@ impl Store {
         for chunk in ids.chunks(500) {
             let sql = mark_revoked_sql(chunk.len());
             changed += on_pool!(self, pool => {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(REVOKED).bind(now);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(REVOKED)
+                    .bind(now)
+                    .bind(None::<Uuid>);
                 for id in chunk {
                     query = query.bind(*id);
                 }
@@ -253,56 +262,9 @@ impl Store {
         outcomes: &[LeaseOutcome<'_>],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let revoked: Vec<Uuid> = outcomes
-            .iter()
-            .filter_map(|o| match o {
-                LeaseOutcome::Revoked(id) => Some(*id),
-                _ => None,
-            })
-            .collect();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            // The common case, revoked leases, in one statement per 500.
-            for chunk in revoked.chunks(500) {
-                let sql = mark_revoked_sql(chunk.len());
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(REVOKED).bind(now);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            for outcome in outcomes {
-                match outcome {
-                    LeaseOutcome::Revoked(_) => {}
-                    LeaseOutcome::Retry { id, at, failing_since, error } => {
-                        sqlx::query(
-                            "UPDATE leases SET attempts = attempts + 1, failing_since = $2, due_at = $3, \
-                             last_error = $4, updated_at = $5, claimed_by = NULL, claim_expires_at = NULL \
-                             WHERE id = $1 AND state IN ('PENDING', 'ACTIVE')",
-                        )
-                        .bind(*id)
-                        .bind(*failing_since)
-                        .bind(*at)
-                        .bind(*error)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    LeaseOutcome::Irrevocable { id, error } => {
-                        sqlx::query(
-                            "UPDATE leases SET state = $2, attempts = attempts + 1, last_error = $3, \
-                             updated_at = $4, due_at = NULL, claimed_by = NULL, claim_expires_at = NULL \
-                             WHERE id = $1 AND state IN ('PENDING', 'ACTIVE')",
-                        )
-                        .bind(*id)
-                        .bind(IRREVOCABLE)
-                        .bind(*error)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-            }
+            write_outcomes!(&mut *tx, outcomes, now, None::<Uuid>);
             tx.commit().await?;
         });
         Ok(())
@@ -337,15 +299,88 @@ impl Store {
 }
 
 /// Marks `count` leases (ids bound from `$3`) REVOKED: `$1` is `REVOKED`, `$2` the time.
-fn mark_revoked_sql(count: usize) -> String {
-    let placeholders: Vec<String> = (0..count).map(|i| format!("${}", i + 3)).collect();
+/// Marks leases revoked: `$1` REVOKED, `$2` now, `$3` the job that revoked them (or NULL to
+/// keep the one they carry), then the ids.
+pub(super) fn mark_revoked_sql(count: usize) -> String {
+    let placeholders: Vec<String> = (0..count).map(|i| format!("${}", i + 4)).collect();
     format!(
         "UPDATE leases SET state = $1, revoked_at = $2, updated_at = $2, last_error = NULL, \
-         due_at = NULL, claimed_by = NULL, claim_expires_at = NULL \
+         due_at = NULL, claimed_by = NULL, claim_expires_at = NULL, \
+         revocation_job = COALESCE($3, revocation_job) \
          WHERE state <> $1 AND id IN ({})",
         placeholders.join(", ")
     )
 }
+
+/// A failed revocation waits for its retry. A lease an operator's job took out of IRREVOCABLE
+/// is live again, with a fresh budget.
+pub(super) const RETRY: &str = "UPDATE leases SET attempts = attempts + 1, failing_since = $2, due_at = $3, \
+     last_error = $4, updated_at = $5, claimed_by = NULL, claim_expires_at = NULL, \
+     state = CASE WHEN state = 'IRREVOCABLE' THEN 'ACTIVE' ELSE state END, \
+     revocation_job = COALESCE($6, revocation_job) WHERE id = $1 AND state <> 'REVOKED'";
+
+pub(super) const GIVE_UP: &str = "UPDATE leases SET state = 'IRREVOCABLE', attempts = attempts + 1, \
+     last_error = $2, updated_at = $3, due_at = NULL, claimed_by = NULL, claim_expires_at = NULL, \
+     revocation_job = COALESCE($4, revocation_job) WHERE id = $1 AND state <> 'REVOKED'";
+
+/// Writes the outcomes of a batch of revocations inside the transaction `$tx`, naming `$job`
+/// (an `Option<Uuid>`) on each lease when given; the claims are released.
+macro_rules! write_outcomes {
+    ($tx:expr, $outcomes:expr, $now:expr, $job:expr) => {{
+        use $crate::store::leases::{GIVE_UP, LeaseOutcome, RETRY, mark_revoked_sql};
+        let job: Option<uuid::Uuid> = $job;
+        let revoked: Vec<uuid::Uuid> = $outcomes
+            .iter()
+            .filter_map(|o| match o {
+                LeaseOutcome::Revoked(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        // The common case, revoked leases, in one statement per 500.
+        for chunk in revoked.chunks(500) {
+            let sql = mark_revoked_sql(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind($crate::store::REVOKED)
+                .bind($now)
+                .bind(job);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute($tx).await?;
+        }
+        for outcome in $outcomes {
+            match outcome {
+                LeaseOutcome::Revoked(_) => {}
+                LeaseOutcome::Retry {
+                    id,
+                    at,
+                    failing_since,
+                    error,
+                } => {
+                    sqlx::query(RETRY)
+                        .bind(*id)
+                        .bind(*failing_since)
+                        .bind(*at)
+                        .bind(*error)
+                        .bind($now)
+                        .bind(job)
+                        .execute($tx)
+                        .await?;
+                }
+                LeaseOutcome::Irrevocable { id, error } => {
+                    sqlx::query(GIVE_UP)
+                        .bind(*id)
+                        .bind(*error)
+                        .bind($now)
+                        .bind(job)
+                        .execute($tx)
+                        .await?;
+                }
+            }
+        }
+    }};
+}
+pub(super) use write_outcomes;
 
 /// What happened to one claimed lease.
 #[derive(Debug)]

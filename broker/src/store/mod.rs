@@ -11,6 +11,7 @@ mod access;
 mod audit;
 mod backends;
 mod leases;
+mod revocations;
 mod roles;
 mod secrets;
 mod tokens;
@@ -28,6 +29,10 @@ pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
 pub use leases::{
     ACTIVE, IRREVOCABLE, JournalEffect, LeaseFilter, LeaseOutcome, LeaseRow, PENDING, REVOKED,
+};
+pub use revocations::{
+    JOB_COMPLETED, JOB_FAILED, JOB_RUNNING, JobBatch, JobLeaseCount, LeaseSelector, MatchGroup,
+    RevocationJobRow,
 };
 pub use roles::RoleRow;
 pub use secrets::{

@@ -90,6 +90,7 @@ impl TestDb {
             lease_intent_grace_seconds: 120,
             revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
             scheduler_claim_seconds: 60,
+            revocation_fence_seconds: 24 * 3600,
         }
     }
 

@@ -12,5 +12,6 @@ mod cli;
 mod expiry;
 mod kubernetes;
 mod leases;
+mod revocations;
 mod secrets;
 mod targets;

@@ -1,0 +1,321 @@
+//! Mass revocation jobs: preview a selector, accept a job (its row, fence and audit event commit
+//! together), read its progress, lift its fence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Selector;
+use crate::audit::{AuditEvent, AuditLog, EventType};
+use crate::auth::Caller;
+use crate::dynamic::{DynamicError, LeaseView};
+use crate::store::{
+    JOB_COMPLETED, JOB_RUNNING, JournalEffect, REVOKED, RevocationJobRow, Store, StoreError,
+};
+
+/// Live leases a selector matches, for one role on one backend.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchCount {
+    pub role: String,
+    pub backend: String,
+    pub environment: String,
+    pub count: i64,
+}
+
+/// What a job would take: counts and the first few leases.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub matched: i64,
+    pub by_role: Vec<MatchCount>,
+    pub sample: Vec<LeaseView>,
+}
+
+/// Failed revocations of a job on one backend.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendFailures {
+    pub backend: String,
+    pub failed: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub job_id: Uuid,
+    /// `RUNNING`, `COMPLETED` (every lease revoked) or `FAILED` (what is left is IRREVOCABLE).
+    pub state: String,
+    pub selector: Selector,
+    pub reason: String,
+    pub ticket: String,
+    pub requested_by: String,
+    /// Live leases that matched when the job was accepted.
+    pub total: i64,
+    /// Leases this job revoked (including those the scheduler revoked on a retry).
+    pub revoked: i64,
+    /// Leases whose revocation by this job failed and that are still live (being retried, or
+    /// IRREVOCABLE).
+    pub failed: i64,
+    /// Live leases the job still has to revoke, `failed` included.
+    pub remaining: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Whether the fence still refuses matching issues and renewals, and until when.
+    pub fenced: bool,
+    pub fence_until: Option<DateTime<Utc>>,
+    pub errors_by_backend: Vec<BackendFailures>,
+}
+
+pub struct StartJob {
+    pub selector: Selector,
+    pub reason: String,
+    pub ticket: String,
+    pub fence_for: Duration,
+}
+
+#[derive(Clone)]
+pub struct RevocationService {
+    store: Store,
+    audit: AuditLog,
+    /// Wakes this replica's job runner when a job is accepted.
+    runner: Arc<Notify>,
+}
+
+const SAMPLE: i64 = 10;
+
+fn selector_of(job: &RevocationJobRow) -> Result<Selector, DynamicError> {
+    serde_json::from_str(&job.selector).map_err(|error| {
+        DynamicError::from(StoreError::Corrupt(format!(
+            "the selector of revocation job {}: {error}",
+            job.id
+        )))
+    })
+}
+
+impl RevocationService {
+    pub fn new(store: Store, audit: AuditLog, runner: Arc<Notify>) -> Self {
+        Self {
+            store,
+            audit,
+            runner,
+        }
+    }
+
+    /// How many live leases of `tenant` the selector matches, by role, and a sample.
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed selector; storage errors.
+    pub async fn preview(
+        &self,
+        tenant: &str,
+        selector: &Selector,
+    ) -> Result<Preview, DynamicError> {
+        let filter = selector.to_store()?;
+        let groups = self.store.count_selected_leases(tenant, &filter).await?;
+        let sample = self
+            .store
+            .sample_selected_leases(tenant, &filter, SAMPLE)
+            .await?;
+        Ok(Preview {
+            matched: groups.iter().map(|g| g.count).sum(),
+            by_role: groups
+                .into_iter()
+                .map(|g| MatchCount {
+                    role: g.role,
+                    backend: g.backend,
+                    environment: g.environment,
+                    count: g.count,
+                })
+                .collect(),
+            sample: sample.into_iter().map(LeaseView::from).collect(),
+        })
+    }
+
+    /// Accepts a job: its row, its fence and its audit event commit together, then the runner
+    /// takes it. `matched` is the preview's count.
+    ///
+    /// # Errors
+    /// `Audit` (nothing was accepted), storage errors.
+    pub async fn start(
+        &self,
+        caller: &Caller,
+        request: StartJob,
+        matched: i64,
+    ) -> Result<RevocationJobRow, DynamicError> {
+        let now = Utc::now().trunc_subsecs(6);
+        let selector = Selector {
+            tenant: Some(caller.tenant.to_string()),
+            ..request.selector
+        };
+        let fence_until =
+            now + chrono::Duration::from_std(request.fence_for).unwrap_or(chrono::Duration::MAX);
+        let job = RevocationJobRow {
+            id: Uuid::now_v7(),
+            tenant: caller.tenant.to_string(),
+            selector: serde_json::to_string(&selector)
+                .map_err(|e| StoreError::Corrupt(format!("selector: {e}")))?,
+            reason: request.reason,
+            ticket: request.ticket,
+            requested_by: caller.principal.clone(),
+            state: JOB_RUNNING.to_owned(),
+            total: matched,
+            created_at: now,
+            finished_at: None,
+            fence_until: Some(fence_until),
+            failures_reported: 0,
+        };
+        let event = AuditEvent::allow(caller, EventType::RevocationRequest)
+            .detail("jobId", job.id.to_string())
+            .detail(
+                "selector",
+                serde_json::to_value(&selector).unwrap_or_default(),
+            )
+            .detail("reason", job.reason.as_str())
+            .detail("ticket", job.ticket.as_str())
+            .detail("matched", matched)
+            .detail("fenceUntil", fence_until.to_rfc3339());
+        self.audit
+            .record_with(
+                event,
+                JournalEffect::InsertRevocationJob(Box::new(job.clone())),
+            )
+            .await?;
+        metrics::counter!("leasehold_revocation_jobs_total").increment(1);
+        self.runner.notify_one();
+        Ok(job)
+    }
+
+    /// # Errors
+    /// `NotFound` when the tenant has no such job.
+    pub async fn find(&self, tenant: &str, id: Uuid) -> Result<RevocationJobRow, DynamicError> {
+        self.store
+            .revocation_job(tenant, id)
+            .await?
+            .ok_or_else(|| DynamicError::NotFound(format!("no revocation job {id}")))
+    }
+
+    /// A page of a tenant's jobs, newest first, older than `before` when given.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn page(
+        &self,
+        tenant: &str,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<RevocationJobRow>, DynamicError> {
+        Ok(self.store.revocation_jobs(tenant, before, limit).await?)
+    }
+
+    /// The selector a job was accepted with.
+    ///
+    /// # Errors
+    /// A stored selector that cannot be read.
+    pub fn selector(&self, job: &RevocationJobRow) -> Result<Selector, DynamicError> {
+        selector_of(job)
+    }
+
+    /// A job with its progress.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn view(&self, job: RevocationJobRow) -> Result<JobView, DynamicError> {
+        let selector = selector_of(&job)?;
+        let counts = self.store.job_lease_counts(job.id).await?;
+        let revoked = counts
+            .iter()
+            .filter(|c| c.state == REVOKED)
+            .map(|c| c.count)
+            .sum();
+        let mut errors_by_backend: Vec<BackendFailures> = Vec::new();
+        for count in counts.iter().filter(|c| c.state != REVOKED) {
+            match errors_by_backend
+                .iter_mut()
+                .find(|e| e.backend == count.backend)
+            {
+                Some(entry) => {
+                    entry.failed += count.count;
+                    if entry.last_error.is_none() {
+                        entry.last_error.clone_from(&count.last_error);
+                    }
+                }
+                None => errors_by_backend.push(BackendFailures {
+                    backend: count.backend.clone(),
+                    failed: count.count,
+                    last_error: count.last_error.clone(),
+                }),
+            }
+        }
+        let failed: i64 = errors_by_backend.iter().map(|e| e.failed).sum();
+        let remaining = if job.state == JOB_RUNNING {
+            let filter = selector.to_store()?;
+            self.store
+                .remaining_selected_leases(&job.tenant, &filter, job.id)
+                .await?
+                .0
+        } else if job.state == JOB_COMPLETED {
+            0
+        } else {
+            failed
+        };
+        let now = Utc::now();
+        Ok(JobView {
+            job_id: job.id,
+            state: job.state,
+            selector,
+            reason: job.reason,
+            ticket: job.ticket,
+            requested_by: job.requested_by,
+            total: job.total,
+            revoked,
+            failed,
+            remaining,
+            started_at: job.created_at,
+            finished_at: job.finished_at,
+            fenced: job.fence_until.is_some_and(|until| until > now),
+            fence_until: job.fence_until,
+            errors_by_backend,
+        })
+    }
+
+    /// Lifts a job's fence: matching leases may be issued and renewed again. The job itself
+    /// goes on.
+    ///
+    /// # Errors
+    /// `Conflict` when the fence was lifted already; `Audit` (nothing changed).
+    pub async fn lift_fence(
+        &self,
+        caller: &Caller,
+        job: &RevocationJobRow,
+    ) -> Result<(), DynamicError> {
+        let already = || {
+            DynamicError::Conflict(format!(
+                "the fence of revocation job {} was lifted already",
+                job.id
+            ))
+        };
+        if job.fence_until.is_none() {
+            return Err(already());
+        }
+        let event = AuditEvent::allow(caller, EventType::RevocationFenceLift)
+            .detail("jobId", job.id.to_string());
+        let lifted = self
+            .audit
+            .record_with(
+                event,
+                JournalEffect::LiftFence {
+                    tenant: job.tenant.clone(),
+                    job: job.id,
+                },
+            )
+            .await?;
+        if lifted { Ok(()) } else { Err(already()) }
+    }
+}

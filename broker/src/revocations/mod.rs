@@ -1,0 +1,16 @@
+//! Emergency mass revocation: one request revokes every lease matching a selector.
+//!
+//! - `selector` owns which leases a job takes (and the fence's test for one lease);
+//! - `jobs` accepts jobs (row, fence and audit event in one commit) and reports their progress;
+//! - `fence` refuses issues and renewals a live fence covers;
+//! - `runner` works RUNNING jobs on every replica, in locked batches, at the targets' pace.
+
+mod fence;
+mod jobs;
+mod runner;
+mod selector;
+
+pub use fence::Fences;
+pub use jobs::{BackendFailures, JobView, MatchCount, Preview, RevocationService, StartJob};
+pub use runner::JobRunner;
+pub use selector::Selector;

@@ -1,0 +1,259 @@
+//! Works RUNNING revocation jobs, on every replica at once.
+//!
+//! A pass walks the job's matching leases in id order, a batch at a time. On PostgreSQL a
+//! batch's rows stay locked (`FOR UPDATE SKIP LOCKED`) while its users are dropped, so replicas
+//! working the same job take disjoint batches, and a replica that dies releases its batch with
+//! its connection; SQLite has a single broker. Two batches are in flight at once, so the store
+//! never idles the targets. A lease whose revocation fails is handed to the lease scheduler's
+//! retry policy, naming the job; the job finishes when nothing matching it is live, or only
+//! IRREVOCABLE leases are.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use leasehold_scheduler::{Outcome, RetryPolicy, Revoker};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::Selector;
+use crate::alerts::AlertSink;
+use crate::audit::{AuditEvent, AuditLog, EventType};
+use crate::dynamic::LeaseService;
+use crate::store::{
+    JOB_COMPLETED, JOB_FAILED, JobBatch, LeaseOutcome, LeaseSelector, REVOKED, RevocationJobRow,
+    Store, StoreError,
+};
+
+/// Leases per batch: one store statement and a few plugin round trips each.
+const BATCH: i64 = 500;
+/// Batches in flight per job and replica.
+const IN_FLIGHT: usize = 2;
+/// How often a replica looks for jobs when nothing wakes it.
+const POLL: Duration = Duration::from_secs(1);
+
+pub struct JobRunner {
+    store: Store,
+    leases: Arc<LeaseService>,
+    audit: AuditLog,
+    alerts: AlertSink,
+    retry: RetryPolicy,
+    wake: Arc<Notify>,
+}
+
+impl JobRunner {
+    pub fn new(
+        store: Store,
+        leases: Arc<LeaseService>,
+        audit: AuditLog,
+        alerts: AlertSink,
+        retry: RetryPolicy,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            leases,
+            audit,
+            alerts,
+            retry,
+            wake,
+        }
+    }
+
+    /// Works jobs until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            match self.store.running_revocation_jobs().await {
+                Ok(jobs) => {
+                    for job in jobs {
+                        if let Err(error) = Arc::clone(&self).work(&job).await {
+                            tracing::warn!(job = %job.id, %error, "revocation job pass failed; retrying");
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not list revocation jobs"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Passes over the job until one finds nothing left to take, then settles it.
+    async fn work(self: Arc<Self>, job: &RevocationJobRow) -> Result<(), StoreError> {
+        let selector: Selector = serde_json::from_str(&job.selector).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "the selector of revocation job {}: {error}",
+                job.id
+            ))
+        })?;
+        let filter = selector
+            .to_store()
+            .map_err(|error| StoreError::Corrupt(format!("revocation job {}: {error}", job.id)))?;
+        let filter = Arc::new(filter);
+        while Arc::clone(&self).pass(job, &filter).await? > 0 {}
+        self.settle(job, &filter).await
+    }
+
+    /// One walk over the job's untaken leases; returns how many it took.
+    async fn pass(
+        self: Arc<Self>,
+        job: &RevocationJobRow,
+        filter: &Arc<LeaseSelector>,
+    ) -> Result<usize, StoreError> {
+        let mut after: Option<Uuid> = None;
+        let mut taken = 0;
+        let mut in_flight: JoinSet<Result<(), StoreError>> = JoinSet::new();
+        let mut failure = None;
+        loop {
+            while in_flight.len() >= IN_FLIGHT {
+                if let Some(Ok(Err(error))) = in_flight.join_next().await {
+                    failure = Some(error);
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+            let batch = self
+                .store
+                .lock_job_batch(&job.tenant, filter, after, BATCH)
+                .await?;
+            let Some(last) = batch.leases.last() else {
+                break;
+            };
+            after = Some(last.id);
+            taken += batch.leases.len();
+            in_flight.spawn(Arc::clone(&self).revoke_batch(job.id, batch));
+        }
+        while let Some(joined) = in_flight.join_next().await {
+            if let Ok(Err(error)) = joined {
+                failure = Some(error);
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(taken),
+        }
+    }
+
+    async fn revoke_batch(self: Arc<Self>, job: Uuid, batch: JobBatch) -> Result<(), StoreError> {
+        let rows: Vec<_> = batch.leases.iter().collect();
+        let results = Revoker::revoke(self.leases.as_ref(), &rows).await;
+        let now = Utc::now();
+        let outcomes: Vec<LeaseOutcome<'_>> = batch
+            .leases
+            .iter()
+            .zip(results.iter())
+            .map(|(lease, result)| match result {
+                Ok(()) => LeaseOutcome::Revoked(lease.id),
+                // An operator's job gives every lease a fresh retry budget, IRREVOCABLE ones too.
+                Err(error) => match self.retry.after_failure(1, None, now, error.clone()) {
+                    Outcome::Retry {
+                        at, failing_since, ..
+                    } => LeaseOutcome::Retry {
+                        id: lease.id,
+                        at,
+                        failing_since,
+                        error,
+                    },
+                    _ => LeaseOutcome::Irrevocable {
+                        id: lease.id,
+                        error,
+                    },
+                },
+            })
+            .collect();
+        let failed = outcomes
+            .iter()
+            .filter(|o| !matches!(o, LeaseOutcome::Revoked(_)))
+            .count();
+        metrics::counter!("leasehold_revocation_job_leases_total", "result" => "revoked")
+            .increment((outcomes.len() - failed) as u64);
+        metrics::counter!("leasehold_revocation_job_leases_total", "result" => "failed")
+            .increment(failed as u64);
+        let store = self.store.clone();
+        store.finish_job_batch(batch, job, &outcomes, now).await
+    }
+
+    /// Reports new failures once, and finishes the job when nothing matching it is live, or
+    /// only leases it could not revoke within their budget are.
+    async fn settle(
+        &self,
+        job: &RevocationJobRow,
+        filter: &LeaseSelector,
+    ) -> Result<(), StoreError> {
+        let counts = self.store.job_lease_counts(job.id).await?;
+        let revoked: i64 = counts
+            .iter()
+            .filter(|c| c.state == REVOKED)
+            .map(|c| c.count)
+            .sum();
+        let failed: Vec<_> = counts.iter().filter(|c| c.state != REVOKED).collect();
+        let failed_total: i64 = failed.iter().map(|c| c.count).sum();
+        if failed_total > job.failures_reported
+            && self.store.report_job_failures(job.id, failed_total).await?
+        {
+            let by_backend: serde_json::Map<String, serde_json::Value> = failed
+                .iter()
+                .map(|c| {
+                    (
+                        c.backend.clone(),
+                        serde_json::json!({"failed": c.count, "lastError": c.last_error}),
+                    )
+                })
+                .collect();
+            tracing::warn!(job = %job.id, failed = failed_total, "revocation job has failed revocations; the scheduler retries them");
+            self.record(
+                AuditEvent::system(&job.tenant, EventType::RevocationFailures)
+                    .detail("jobId", job.id.to_string())
+                    .detail("failed", failed_total)
+                    .detail("revoked", revoked)
+                    .detail("byBackend", serde_json::Value::Object(by_backend.clone())),
+            )
+            .await;
+            self.alerts.send(serde_json::json!({
+                "event": "REVOCATION_FAILURES",
+                "tenant": job.tenant,
+                "jobId": job.id,
+                "failed": failed_total,
+                "byBackend": by_backend,
+                "action": "the scheduler retries them with backoff; GET /v1/revocations/{id} shows progress",
+            }));
+        }
+        let (live, irrevocable) = self
+            .store
+            .remaining_selected_leases(&job.tenant, filter, job.id)
+            .await?;
+        let state = match (live, irrevocable) {
+            (0, _) => JOB_COMPLETED,
+            (live, irrevocable) if live == irrevocable => JOB_FAILED,
+            _ => return Ok(()),
+        };
+        let now = Utc::now();
+        if self.store.finish_revocation_job(job.id, state, now).await? {
+            let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
+            metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);
+            tracing::info!(job = %job.id, state, revoked, failed = failed_total, seconds, "revocation job finished");
+            self.record(
+                AuditEvent::system(&job.tenant, EventType::RevocationComplete)
+                    .detail("jobId", job.id.to_string())
+                    .detail("state", state)
+                    .detail("total", job.total)
+                    .detail("revoked", revoked)
+                    .detail("failed", failed_total)
+                    .detail("seconds", seconds),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Best effort: the revocations happened and are recorded on the leases and the job.
+    async fn record(&self, event: AuditEvent) {
+        if let Err(error) = self.audit.record(event).await {
+            tracing::error!(%error, "could not audit a revocation job event");
+        }
+    }
+}

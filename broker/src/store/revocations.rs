@@ -1,0 +1,419 @@
+//! Rows of `revocation_jobs` and the lease queries a mass revocation runs: how many leases a
+//! selector matches, batches of them locked for one replica, and a job's progress.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::leases::{COLUMNS, LeaseOutcome, write_outcomes};
+use super::{BeginWrite, LeaseRow, Store, StoreResult, on_pool};
+
+pub const JOB_RUNNING: &str = "RUNNING";
+pub const JOB_COMPLETED: &str = "COMPLETED";
+pub const JOB_FAILED: &str = "FAILED";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RevocationJobRow {
+    pub id: Uuid,
+    pub tenant: String,
+    /// The selector as JSON, without the tenant (the column above).
+    pub selector: String,
+    pub reason: String,
+    pub ticket: String,
+    pub requested_by: String,
+    pub state: String,
+    pub total: i64,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub fence_until: Option<DateTime<Utc>>,
+    pub failures_reported: i64,
+}
+
+const JOB_COLUMNS: &str = "id, tenant, selector, reason, ticket, requested_by, state, total, \
+     created_at, finished_at, fence_until, failures_reported";
+
+pub(super) const INSERT_JOB: &str = "INSERT INTO revocation_jobs (id, tenant, selector, reason, \
+     ticket, requested_by, state, total, created_at, fence_until) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(super) const LIFT_FENCE: &str = "UPDATE revocation_jobs SET fence_until = NULL WHERE tenant = $1 AND id = $2 AND fence_until IS NOT NULL";
+
+/// Which leases of a tenant a job takes: every given field must match.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseSelector {
+    pub role: Option<String>,
+    pub backend: Option<String>,
+    pub principal: Option<String>,
+    pub environment: Option<String>,
+    pub issued_after: Option<DateTime<Utc>>,
+    pub issued_before: Option<DateTime<Utc>>,
+    /// Inclusive id bounds (a lease-id prefix).
+    pub id_range: Option<(Uuid, Uuid)>,
+}
+
+/// A selector as SQL: a run of `AND …` conditions whose placeholders start where the query's
+/// own parameters end, and the values that fill them, in order.
+struct SelectorSql {
+    clause: String,
+    binds: Vec<SelectorBind>,
+}
+
+enum SelectorBind {
+    Text(String),
+    Time(DateTime<Utc>),
+    Id(Uuid),
+}
+
+impl LeaseSelector {
+    fn sql(&self, first_placeholder: usize) -> SelectorSql {
+        let mut clause = String::new();
+        let mut binds = Vec::new();
+        let mut condition = |sql: &str, bind: SelectorBind| {
+            let n = first_placeholder + binds.len();
+            clause.push_str(&sql.replace('?', &format!("${n}")));
+            binds.push(bind);
+        };
+        let texts = [
+            (" AND role = ?", &self.role),
+            (" AND backend = ?", &self.backend),
+            (" AND principal = ?", &self.principal),
+            (" AND environment = ?", &self.environment),
+        ];
+        for (sql, value) in texts {
+            if let Some(value) = value {
+                condition(sql, SelectorBind::Text(value.clone()));
+            }
+        }
+        if let Some(after) = self.issued_after {
+            condition(" AND issued_at >= ?", SelectorBind::Time(after));
+        }
+        if let Some(before) = self.issued_before {
+            condition(" AND issued_at < ?", SelectorBind::Time(before));
+        }
+        if let Some((low, high)) = self.id_range {
+            condition(" AND id >= ?", SelectorBind::Id(low));
+            condition(" AND id <= ?", SelectorBind::Id(high));
+        }
+        SelectorSql { clause, binds }
+    }
+}
+
+/// Binds a selector's values, in order, onto a query of either dialect.
+macro_rules! bind_selector {
+    ($query:expr, $selector:expr) => {{
+        let mut query = $query;
+        for bind in &$selector.binds {
+            query = match bind {
+                SelectorBind::Text(text) => query.bind(text.clone()),
+                SelectorBind::Time(time) => query.bind(*time),
+                SelectorBind::Id(id) => query.bind(*id),
+            };
+        }
+        query
+    }};
+}
+
+/// Live leases a selector matches, by role, backend and environment.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MatchGroup {
+    pub role: String,
+    pub backend: String,
+    pub environment: String,
+    pub count: i64,
+}
+
+/// The leases a job handled, by backend and state, with one of the errors of the failed ones.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobLeaseCount {
+    pub backend: String,
+    pub state: String,
+    pub count: i64,
+    pub last_error: Option<String>,
+}
+
+/// Live leases of one tenant, as a condition. `$1` is the tenant.
+const LIVE: &str = "tenant = $1 AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE')";
+
+/// A batch of leases one replica revokes for a job. On PostgreSQL the rows stay locked (`FOR
+/// UPDATE SKIP LOCKED`) until the batch is finished or dropped, so other replicas skip them and
+/// a replica that dies releases them with its connection.
+pub struct JobBatch {
+    pub leases: Vec<LeaseRow>,
+    lock: Option<Transaction<'static, Postgres>>,
+}
+
+impl Store {
+    /// Live leases of `tenant` matching `selector`, grouped.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn count_selected_leases(
+        &self,
+        tenant: &str,
+        selector: &LeaseSelector,
+    ) -> StoreResult<Vec<MatchGroup>> {
+        let selector = selector.sql(2);
+        let sql = format!(
+            "SELECT role, backend, environment, COUNT(*) AS count FROM leases WHERE {LIVE}{} \
+             GROUP BY role, backend, environment ORDER BY role, backend, environment",
+            selector.clause
+        );
+        Ok(on_pool!(self, pool => {
+            let query = sqlx::query_as::<_, MatchGroup>(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            bind_selector!(query, selector).fetch_all(pool).await?
+        }))
+    }
+
+    /// The first `limit` live leases of `tenant` matching `selector`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn sample_selected_leases(
+        &self,
+        tenant: &str,
+        selector: &LeaseSelector,
+        limit: i64,
+    ) -> StoreResult<Vec<LeaseRow>> {
+        let selector = selector.sql(2);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM leases WHERE {LIVE}{} ORDER BY id LIMIT {limit}",
+            selector.clause
+        );
+        Ok(on_pool!(self, pool => {
+            let query = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            bind_selector!(query, selector).fetch_all(pool).await?
+        }))
+    }
+
+    /// Up to `limit` live leases of `tenant` matching `selector` that
+    /// no job has taken yet, after `after` in id order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn lock_job_batch(
+        &self,
+        tenant: &str,
+        selector: &LeaseSelector,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<JobBatch> {
+        let lock = match self {
+            Store::Sqlite(_) => "",
+            Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
+        let selector = selector.sql(3);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM leases WHERE {LIVE} AND revocation_job IS NULL \
+             AND ($2 IS NULL OR id > $2){} ORDER BY id LIMIT {limit} {lock}",
+            selector.clause
+        );
+        let sql = sqlx::AssertSqlSafe(sql);
+        match self {
+            Store::Sqlite(pool) => {
+                let query = sqlx::query_as::<_, LeaseRow>(sql).bind(tenant).bind(after);
+                let leases = bind_selector!(query, selector).fetch_all(pool).await?;
+                Ok(JobBatch { leases, lock: None })
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let query = sqlx::query_as::<_, LeaseRow>(sql).bind(tenant).bind(after);
+                let leases = bind_selector!(query, selector).fetch_all(&mut *tx).await?;
+                Ok(JobBatch {
+                    leases,
+                    lock: Some(tx),
+                })
+            }
+        }
+    }
+
+    /// Records what happened to a batch, naming `job` on every lease, and releases it.
+    ///
+    /// # Errors
+    /// Storage errors; nothing is recorded then, and the leases are taken again by a later pass.
+    pub async fn finish_job_batch(
+        &self,
+        batch: JobBatch,
+        job: Uuid,
+        outcomes: &[LeaseOutcome<'_>],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        match (self, batch.lock) {
+            (_, Some(mut tx)) => {
+                write_outcomes!(&mut *tx, outcomes, now, Some(job));
+                tx.commit().await?;
+            }
+            (Store::Sqlite(pool), None) => {
+                let mut tx = pool.begin_write().await?;
+                write_outcomes!(&mut *tx, outcomes, now, Some(job));
+                tx.commit().await?;
+            }
+            (Store::Postgres(pool), None) => {
+                let mut tx = pool.begin_write().await?;
+                write_outcomes!(&mut *tx, outcomes, now, Some(job));
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Live leases of `tenant` matching `selector`, and how many of
+    /// them are IRREVOCABLE after a failed attempt by `job`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn remaining_selected_leases(
+        &self,
+        tenant: &str,
+        selector: &LeaseSelector,
+        job: Uuid,
+    ) -> StoreResult<(i64, i64)> {
+        let selector = selector.sql(2);
+        let job_param = selector.binds.len() + 2;
+        let sql = format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'IRREVOCABLE' AND revocation_job = ${job_param} \
+             THEN 1 ELSE 0 END), 0) FROM leases WHERE {LIVE}{}",
+            selector.clause
+        );
+        let (live, irrevocable): (i64, i64) = on_pool!(self, pool => {
+            let query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            bind_selector!(query, selector).bind(job).fetch_one(pool).await?
+        });
+        Ok((live, irrevocable))
+    }
+
+    /// The leases `job` revoked or failed to revoke, by backend and state.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn job_lease_counts(&self, job: Uuid) -> StoreResult<Vec<JobLeaseCount>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, JobLeaseCount>(
+                "SELECT backend, state, COUNT(*) AS count, MAX(last_error) AS last_error \
+                 FROM leases WHERE revocation_job = $1 GROUP BY backend, state ORDER BY backend, state",
+            )
+            .bind(job)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// # Errors
+    /// Storage errors.
+    pub async fn revocation_job(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<RevocationJobRow>> {
+        let sql =
+            format!("SELECT {JOB_COLUMNS} FROM revocation_jobs WHERE tenant = $1 AND id = $2");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, RevocationJobRow>(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// A tenant's jobs, newest first, older than `before` when given.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn revocation_jobs(
+        &self,
+        tenant: &str,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<RevocationJobRow>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM revocation_jobs WHERE tenant = $1 AND ($2 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, RevocationJobRow>(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Every RUNNING job, of every tenant, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn running_revocation_jobs(&self) -> StoreResult<Vec<RevocationJobRow>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM revocation_jobs WHERE state = 'RUNNING' ORDER BY created_at"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, RevocationJobRow>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The ids and selectors of a tenant's fences that hold at `now`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn active_fences(
+        &self,
+        tenant: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, String)>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, (Uuid, String)>(
+                "SELECT id, selector FROM revocation_jobs WHERE tenant = $1 \
+                 AND fence_until IS NOT NULL AND fence_until > $2 ORDER BY id",
+            )
+            .bind(tenant)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// RUNNING → `state`; false when another replica finished the job first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn finish_revocation_job(
+        &self,
+        id: Uuid,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE revocation_jobs SET state = $2, finished_at = $3 WHERE id = $1 AND state = 'RUNNING'",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1
+        }))
+    }
+
+    /// Moves the count of reported failures up to `failed`; false when it was there already
+    /// (another replica reported them).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn report_job_failures(&self, id: Uuid, failed: i64) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE revocation_jobs SET failures_reported = $2 WHERE id = $1 AND failures_reported < $2",
+            )
+            .bind(id)
+            .bind(failed)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1
+        }))
+    }
+}
