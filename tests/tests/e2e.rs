@@ -529,81 +529,150 @@ async fn a_crash_after_creating_a_user_never_orphans_it() {
     mariadb_root(&format!("DROP USER IF EXISTS '{prefix}_admin'@'%'")).await;
 }
 
+/// Brokers on one fresh PostgreSQL store, with a MariaDB backend `maria` (its admin named after
+/// `prefix`) and a role `expiring` whose users are named `<prefix>_<random>`.
+struct Cluster {
+    dir: tempfile::TempDir,
+    store: StoreDatabase,
+    token: String,
+    prefix: String,
+    replicas: Vec<Server>,
+}
+
+impl Cluster {
+    async fn start(replicas: usize, prefix: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StoreDatabase::create().await;
+        let password = "Replica-admin-pw-1";
+        mariadb_root(&format!(
+            "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
+             GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
+        ))
+        .await;
+        let config = dir.path().join("leasehold.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase_url = \"postgres://placeholder@127.0.0.1:1/none\"\n\
+                 [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
+                dir.path().join("master.key").display()
+            ),
+        )
+        .expect("write config");
+        let mut cluster = Self {
+            dir,
+            store,
+            token: String::new(),
+            prefix: prefix.to_owned(),
+            replicas: Vec::new(),
+        };
+        let init = Command::new(leasehold_bin())
+            .args(["operator", "init", "--config", &cluster.config(), "--json"])
+            .envs(cluster.env())
+            .output()
+            .await
+            .expect("init");
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let init: Value = serde_json::from_slice(&init.stdout).expect("init JSON");
+        cluster.token = init["token"].as_str().expect("token").to_owned();
+        for _ in 0..replicas {
+            cluster.add_replica().await;
+        }
+        let client = reqwest::Client::new();
+        let first = cluster.replicas[0].addr.clone();
+        let (status, body) = call(
+            &client,
+            reqwest::Method::PUT,
+            format!("{first}/v1/backends/maria"),
+            &cluster.token,
+            Some(json!({"plugin": "mariadb", "maxOpenConnections": 4, "connection": {"host": "127.0.0.1",
+                "port": 3306, "username": format!("{prefix}_admin"), "password": password, "sslMode": "disable"}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = call(
+            &client,
+            reqwest::Method::PUT,
+            format!("{first}/v1/roles/expiring"),
+            &cluster.token,
+            Some(json!({"backend": "maria", "environment": "prod",
+                "usernameTemplate": format!("{prefix}_{{{{random}}}}")})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        cluster
+    }
+
+    fn config(&self) -> String {
+        self.dir
+            .path()
+            .join("leasehold.toml")
+            .to_str()
+            .expect("utf-8")
+            .to_owned()
+    }
+
+    fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("LEASEHOLD_DATABASE_URL", self.store.url.clone()),
+            ("LEASEHOLD_SCHEDULER_CLAIM_SECONDS", "3".to_owned()),
+        ]
+    }
+
+    async fn add_replica(&mut self) {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let config = self.config();
+        self.replicas
+            .push(Server::start(&["--config", &config], &env).await);
+    }
+
+    /// The users of this cluster's leases still on MariaDB.
+    async fn users_left(&self) -> Vec<String> {
+        let prefix = &self.prefix;
+        mariadb_root(&format!(
+            "SELECT user FROM mysql.user WHERE user LIKE '{prefix}\\_%' AND user <> '{prefix}_admin'"
+        ))
+        .await
+    }
+
+    async fn stop(self) {
+        for replica in self.replicas {
+            replica.terminate().await;
+        }
+        mariadb_root(&format!("DROP USER IF EXISTS '{}_admin'@'%'", self.prefix)).await;
+        self.store.drop().await;
+    }
+}
+
+/// SIGKILL, and the exit.
+async fn kill(server: &Server) {
+    let pid = server.child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+}
+
 /// Three brokers on one PostgreSQL store share lease expiry; one is killed with SIGKILL while the
 /// leases expire. Every lease is still revoked, every user is gone, and no revocation counted as
 /// failed (a second DROP of a user another replica already dropped is not a failure).
 #[tokio::test]
 async fn three_replicas_share_expiry_and_survive_a_sigkill() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = StoreDatabase::create().await;
-    let database_url = store.url.clone();
     let prefix = format!("lhrep{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let password = "Replica-admin-pw-1";
-    mariadb_root(&format!(
-        "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
-         GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
-    ))
-    .await;
-
-    let config = dir.path().join("leasehold.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"postgres://placeholder@127.0.0.1:1/none\"\n\
-             [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
-            dir.path().join("master.key").display()
-        ),
-    )
-    .expect("write config");
-    let config_arg = config.to_str().expect("utf-8");
-    let env = [
-        ("LEASEHOLD_DATABASE_URL", database_url.as_str()),
-        ("LEASEHOLD_SCHEDULER_CLAIM_SECONDS", "3"),
-    ];
-    let init = Command::new(leasehold_bin())
-        .args(["operator", "init", "--config", config_arg, "--json"])
-        .envs(env)
-        .output()
-        .await
-        .expect("init");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let init: Value = serde_json::from_slice(&init.stdout).expect("init JSON");
-    let token = init["token"].as_str().expect("token").to_owned();
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(Server::start(&["--config", config_arg], &env).await);
-    }
+    let mut cluster = Cluster::start(3, &prefix).await;
+    let token = cluster.token.clone();
     let client = reqwest::Client::new();
-    let first = replicas[0].addr.clone();
-    let (status, body) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{first}/v1/backends/maria"),
-        &token,
-        Some(json!({"plugin": "mariadb", "maxOpenConnections": 4, "connection": {"host": "127.0.0.1",
-            "port": 3306, "username": format!("{prefix}_admin"), "password": password, "sslMode": "disable"}})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{first}/v1/roles/expiring"),
-        &token,
-        Some(json!({"backend": "maria", "environment": "prod",
-            "usernameTemplate": format!("{prefix}_{{{{random}}}}")})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-
     const LEASES: usize = 120;
     let mut ids = Vec::with_capacity(LEASES);
     for i in 0..LEASES {
-        let addr = &replicas[i % 3].addr;
+        let addr = &cluster.replicas[i % 3].addr;
         let (status, lease) = call(
             &client,
             reqwest::Method::POST,
@@ -617,24 +686,15 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
     }
     // Kill one replica while the leases come due.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let victim = replicas.remove(1);
-    let pid = victim.child.id().expect("pid").to_string();
-    let killed = Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
+    let victim = cluster.replicas.remove(1);
+    kill(&victim).await;
 
-    let users_like = format!(
-        "SELECT user FROM mysql.user WHERE user LIKE '{prefix}\\_%' AND user <> '{prefix}_admin'"
-    );
     // Claims last 3 s and an idle replica looks again within 5 s, so under any sane load the
     // survivors finish well inside these deadlines; a slow CI machine only makes them wait longer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     let mut remaining;
     loop {
-        remaining = mariadb_root(&users_like).await;
+        remaining = cluster.users_left().await;
         if remaining.is_empty() || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -642,7 +702,7 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
     }
     let logs = || {
         let mut all = format!("killed replica:\n{}", victim.warnings());
-        for (i, replica) in replicas.iter().enumerate() {
+        for (i, replica) in cluster.replicas.iter().enumerate() {
             all.push_str(&format!("\nsurvivor {i}:\n{}", replica.warnings()));
         }
         all
@@ -653,7 +713,7 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
         remaining.len(),
         logs()
     );
-    let survivor = replicas[0].addr.clone();
+    let survivor = cluster.replicas[0].addr.clone();
     let mut states = std::collections::HashMap::new();
     loop {
         let (_, page) = call(
@@ -687,9 +747,83 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
             logs()
         );
     }
-    for replica in replicas {
-        replica.terminate().await;
+    cluster.stop().await;
+}
+
+/// Two brokers work one mass revocation; the one that accepted it is killed with SIGKILL
+/// mid-job and a third starts. The job finishes: every user is gone, and the counts add up
+/// (each lease revoked once).
+#[tokio::test]
+async fn a_mass_revocation_survives_a_sigkill_and_is_shared() {
+    let prefix = format!("lhmass{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut cluster = Cluster::start(2, &prefix).await;
+    let token = cluster.token.clone();
+    let client = reqwest::Client::new();
+    const LEASES: usize = 1000;
+    for i in 0..LEASES {
+        let addr = &cluster.replicas[i % 2].addr;
+        let (status, lease) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{addr}/v1/leases"),
+            &token,
+            Some(json!({"role": "expiring", "ttl": "1h"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{lease}");
     }
-    mariadb_root(&format!("DROP USER IF EXISTS '{prefix}_admin'@'%'")).await;
-    store.drop().await;
+    let first = cluster.replicas[0].addr.clone();
+    let (status, accepted) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{first}/v1/revocations"),
+        &token,
+        Some(
+            json!({"selector": {"role": "expiring"}, "reason": "compromised workload",
+            "ticket": "INC-9"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = accepted["jobId"].as_str().expect("job").to_owned();
+    let victim = cluster.replicas.remove(0);
+    kill(&victim).await;
+    cluster.add_replica().await;
+
+    let survivor = cluster.replicas[0].addr.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let (_, view) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{survivor}/v1/revocations/{job}"),
+            &token,
+            None,
+        )
+        .await;
+        if view["state"] != "RUNNING" || tokio::time::Instant::now() > deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let logs = || {
+        let mut all = format!("killed replica:\n{}", victim.warnings());
+        for (i, replica) in cluster.replicas.iter().enumerate() {
+            all.push_str(&format!("\nreplica {i}:\n{}", replica.warnings()));
+        }
+        all
+    };
+    assert_eq!(view["state"], "COMPLETED", "{view}\n{}", logs());
+    assert_eq!(
+        (
+            view["total"].clone(),
+            view["revoked"].clone(),
+            view["failed"].clone(),
+            view["remaining"].clone()
+        ),
+        (json!(LEASES), json!(LEASES), json!(0), json!(0)),
+        "the counts add up: {view}"
+    );
+    assert_eq!(cluster.users_left().await, Vec::<String>::new());
+    cluster.stop().await;
 }

@@ -28,6 +28,8 @@ pub enum BenchCommand {
     Renew(super::bench_leases::LeaseBenchArgs),
     /// Many leases due in the same second, against a plain client dropping the same users.
     Expiry(super::bench_expiry::ExpiryBenchArgs),
+    /// A mass revocation of many leases, against a plain client dropping the same users.
+    Revoke(super::bench_revoke::RevokeBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +109,7 @@ pub async fn run(client: &ClientArgs, command: BenchCommand) -> Result<(), CliEr
         BenchCommand::Issue(args) => super::bench_leases::issue(client, args).await,
         BenchCommand::Renew(args) => super::bench_leases::renew(client, args).await,
         BenchCommand::Expiry(args) => super::bench_expiry::expiry(client, args).await,
+        BenchCommand::Revoke(args) => super::bench_revoke::revoke(client, args).await,
     }
 }
 

@@ -80,7 +80,7 @@ pub(super) enum RawConn {
 }
 
 impl RawConn {
-    async fn connect(url: &str) -> Result<Self, CliError> {
+    pub(super) async fn connect(url: &str) -> Result<Self, CliError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let config: tokio_postgres::Config = url
                 .parse()
@@ -111,6 +111,54 @@ impl RawConn {
         match self {
             Self::Postgres(_) => Dialect::Postgres,
             Self::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    /// How many of `names` still exist as users on the server.
+    pub(super) async fn count_users(&mut self, names: &[String]) -> Result<i64, String> {
+        match self {
+            Self::Postgres(client) => client
+                .query_one(
+                    "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+                    &[&names],
+                )
+                .await
+                .map(|row| row.get(0))
+                .map_err(|e| e.to_string()),
+            Self::Mysql(conn) => {
+                let mut count = 0;
+                for chunk in names.chunks(1000) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let found: Option<i64> = conn
+                        .exec_first(
+                            format!("SELECT COUNT(*) FROM mysql.user WHERE user IN ({marks})"),
+                            chunk.to_vec(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    count += found.unwrap_or(0);
+                }
+                Ok(count)
+            }
+        }
+    }
+
+    /// How many sessions `user` has open on the server now, this one aside.
+    pub(super) async fn sessions_of(&mut self, user: &str) -> Result<i64, String> {
+        match self {
+            Self::Postgres(client) => client
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()", &[&user])
+                .await
+                .map(|row| row.get(0))
+                .map_err(|e| e.to_string()),
+            Self::Mysql(conn) => conn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE user = ? AND id <> CONNECTION_ID()",
+                    (user,),
+                )
+                .await
+                .map(|count: Option<i64>| count.unwrap_or(0))
+                .map_err(|e| e.to_string()),
         }
     }
 

@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::output::{call, print, read_json_file};
+use super::revoke_mass::{self, RevokeMassArgs};
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +87,19 @@ pub enum LeaseCommand {
         #[arg(long)]
         state: Option<String>,
     },
+    /// Emergency: revoke every lease matching a selector. Shows the dry run, asks for
+    /// confirmation (or --yes), fences the selector, and with --wait follows the job.
+    RevokeMass(RevokeMassArgs),
+    /// Show a mass revocation job (--wait follows it with a progress bar until it ends).
+    Revocation {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List mass revocation jobs, newest first.
+    Revocations,
+    /// Lift a mass revocation's fence: matching leases may be issued and renewed again.
+    LiftFence { id: String },
 }
 
 fn pretty(value: &Value) -> String {
@@ -252,6 +266,10 @@ pub async fn lease(client_args: &ClientArgs, command: LeaseCommand) -> Result<()
             .await?;
             print(client_args, lease, |_| format!("Lease {id} marked revoked")).await
         }
+        LeaseCommand::RevokeMass(args) => revoke_mass::revoke_mass(client_args, args).await,
+        LeaseCommand::Revocation { id, wait } => revoke_mass::show(client_args, &id, wait).await,
+        LeaseCommand::Revocations => revoke_mass::list(client_args).await,
+        LeaseCommand::LiftFence { id } => revoke_mass::lift_fence(client_args, &id).await,
         LeaseCommand::Get { id } => {
             let lease = call(&client, Method::GET, &format!("/v1/leases/{id}"), None).await?;
             print(client_args, lease, pretty).await

@@ -8,9 +8,11 @@ mod audit;
 mod bench;
 mod bench_expiry;
 mod bench_leases;
+mod bench_revoke;
 mod client;
 mod dynamic;
 mod output;
+mod revoke_mass;
 mod secret;
 mod server;
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use leasehold_scheduler::{Outcome, RetryPolicy, Revoker};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -231,7 +231,7 @@ impl JobRunner {
             (live, irrevocable) if live == irrevocable => JOB_FAILED,
             _ => return Ok(()),
         };
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         if self.store.finish_revocation_job(job.id, state, now).await? {
             let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
             metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Usage: docs/bench/revoke.sh BINARY [LEASES] [STORE] [CONNECTIONS]
+# A broker on a SQLite or PostgreSQL store (STORE = sqlite | postgres); LEASES PostgreSQL leases
+# revoked by one mass revocation job, timed until every user is gone from pg_roles; compared
+# with a plain client dropping as many users of the same role over CONNECTIONS connections.
+set -euo pipefail
+B=$1; N=${2:-10000}; STORE=${3:-sqlite}; C=${4:-4}
+DIR=$(mktemp -d /tmp/lhrevoke.XXXX)
+DB=lh_bench_revoke
+case $STORE in
+  sqlite) URL="sqlite://$DIR/store.db" ;;
+  postgres)
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+    URL="postgres://postgres@127.0.0.1:5432/$DB" ;;
+  *) echo "STORE must be sqlite or postgres" >&2; exit 2 ;;
+esac
+psql -q -h 127.0.0.1 -U postgres -c "DROP TABLE IF EXISTS lhb_orders" -c "DROP ROLE IF EXISTS lhb_readers" -c "DROP ROLE IF EXISTS lhb_admin" \
+  -c "CREATE ROLE lhb_admin LOGIN CREATEROLE PASSWORD 'bench-admin'" -c "CREATE ROLE lhb_readers NOLOGIN" \
+  -c "GRANT lhb_readers TO lhb_admin WITH ADMIN OPTION" -c "CREATE TABLE lhb_orders (id int)" -c "GRANT SELECT ON lhb_orders TO lhb_readers"
+cat > "$DIR/leasehold.toml" <<TOML
+listen = "127.0.0.1:18701"
+database_url = "$URL"
+[kms]
+provider = "local"
+key_file = "$DIR/master.key"
+TOML
+$B migrate --config "$DIR/leasehold.toml"
+export LEASEHOLD_TOKEN=$($B operator init --config "$DIR/leasehold.toml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+RUST_LOG=${RUST_LOG:-info} $B server --config "$DIR/leasehold.toml" > "$DIR/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+sleep 2
+export LEASEHOLD_ADDR=http://127.0.0.1:18701
+echo "{\"plugin\":\"postgresql\",\"connection\":{\"host\":\"127.0.0.1\",\"port\":5432,\"database\":\"postgres\",\"username\":\"lhb_admin\",\"password\":\"bench-admin\",\"sslMode\":\"disable\"},\"maxOpenConnections\":$C}" | $B backend put bench-db --file - >/dev/null
+echo '{"backend":"bench-db","environment":"bench","memberOf":["lhb_readers"],"defaultTtl":"1h","maxTtl":"2h"}' | $B role put bench-role --file - >/dev/null
+LEASEHOLD_BENCH_BASELINE_URL="postgres://lhb_admin:bench-admin@127.0.0.1:5432/postgres" \
+  $B bench revoke --role bench-role --leases "$N" --connections "$C"
