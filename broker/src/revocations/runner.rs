@@ -27,7 +27,9 @@ use crate::store::{
 };
 
 /// Leases per batch: one store statement and a few plugin round trips each.
-const BATCH: i64 = 500;
+const BATCH: usize = 500;
+/// Lease ids a pass reads at once; a larger job takes several passes.
+const PASS: i64 = 100_000;
 /// Batches in flight per job and replica.
 const IN_FLIGHT: usize = 2;
 /// How often a replica looks for jobs when nothing wakes it.
@@ -92,22 +94,31 @@ impl JobRunner {
         let filter = selector
             .to_store()
             .map_err(|error| StoreError::Corrupt(format!("revocation job {}: {error}", job.id)))?;
-        let filter = Arc::new(filter);
         while Arc::clone(&self).pass(job, &filter).await? > 0 {}
         self.settle(job, &filter).await
     }
 
-    /// One walk over the job's untaken leases; returns how many it took.
+    /// One walk over the job's untaken leases, by primary key in batches; returns how many it
+    /// took. Each replica starts at a random batch, so replicas working one job mostly take
+    /// different leases rather than skipping each other's locked rows.
     async fn pass(
         self: Arc<Self>,
         job: &RevocationJobRow,
-        filter: &Arc<LeaseSelector>,
+        filter: &LeaseSelector,
     ) -> Result<usize, StoreError> {
-        let mut after: Option<Uuid> = None;
+        let ids = self
+            .store
+            .untaken_job_leases(&job.tenant, filter, PASS)
+            .await?;
+        let mut batches: Vec<&[Uuid]> = ids.chunks(BATCH).collect();
+        if !batches.is_empty() {
+            let start = rand::random_range(0..batches.len());
+            batches.rotate_left(start);
+        }
         let mut taken = 0;
         let mut in_flight: JoinSet<Result<(), StoreError>> = JoinSet::new();
         let mut failure = None;
-        loop {
+        for ids in batches {
             while in_flight.len() >= IN_FLIGHT {
                 if let Some(Ok(Err(error))) = in_flight.join_next().await {
                     failure = Some(error);
@@ -116,14 +127,10 @@ impl JobRunner {
             if failure.is_some() {
                 break;
             }
-            let batch = self
-                .store
-                .lock_job_batch(&job.tenant, filter, after, BATCH)
-                .await?;
-            let Some(last) = batch.leases.last() else {
-                break;
-            };
-            after = Some(last.id);
+            let batch = self.store.lock_job_batch(ids).await?;
+            if batch.leases.is_empty() {
+                continue;
+            }
             taken += batch.leases.len();
             in_flight.spawn(Arc::clone(&self).revoke_batch(job.id, batch));
         }
@@ -140,7 +147,9 @@ impl JobRunner {
 
     async fn revoke_batch(self: Arc<Self>, job: Uuid, batch: JobBatch) -> Result<(), StoreError> {
         let rows: Vec<_> = batch.leases.iter().collect();
+        let dropping = std::time::Instant::now();
         let results = Revoker::revoke(self.leases.as_ref(), &rows).await;
+        let drop_ms = dropping.elapsed().as_millis() as u64;
         let now = Utc::now();
         let outcomes: Vec<LeaseOutcome<'_>> = batch
             .leases
@@ -173,8 +182,11 @@ impl JobRunner {
             .increment((outcomes.len() - failed) as u64);
         metrics::counter!("leasehold_revocation_job_leases_total", "result" => "failed")
             .increment(failed as u64);
+        let recording = std::time::Instant::now();
         let store = self.store.clone();
-        store.finish_job_batch(batch, job, &outcomes, now).await
+        store.finish_job_batch(batch, job, &outcomes, now).await?;
+        tracing::debug!(%job, drop_ms, record_ms = recording.elapsed().as_millis() as u64, "revocation batch recorded");
+        Ok(())
     }
 
     /// Reports new failures once, and finishes the job when nothing matching it is live, or

@@ -184,39 +184,67 @@ impl Store {
         }))
     }
 
-    /// Up to `limit` live leases of `tenant` matching `selector` that
-    /// no job has taken yet, after `after` in id order.
+    /// The ids of up to `limit` live leases of `tenant` matching `selector` that no job has
+    /// taken yet, in id order: one scan per pass, then batches by primary key.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn lock_job_batch(
+    pub async fn untaken_job_leases(
         &self,
         tenant: &str,
         selector: &LeaseSelector,
-        after: Option<Uuid>,
         limit: i64,
-    ) -> StoreResult<JobBatch> {
+    ) -> StoreResult<Vec<Uuid>> {
+        let selector = selector.sql(2);
+        let sql = format!(
+            "SELECT id FROM leases WHERE {LIVE} AND revocation_job IS NULL{} ORDER BY id LIMIT {limit}",
+            selector.clause
+        );
+        Ok(on_pool!(self, pool => {
+            let query = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            bind_selector!(query, selector).fetch_all(pool).await?
+        }))
+    }
+
+    /// Takes the leases among `ids` that are still live and untaken. On PostgreSQL they stay
+    /// locked until the batch is finished or dropped, and rows another replica holds are
+    /// skipped.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn lock_job_batch(&self, ids: &[Uuid]) -> StoreResult<JobBatch> {
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let lock = match self {
             Store::Sqlite(_) => "",
             Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
-        let selector = selector.sql(3);
         let sql = format!(
-            "SELECT {COLUMNS} FROM leases WHERE {LIVE} AND revocation_job IS NULL \
-             AND ($2 IS NULL OR id > $2){} ORDER BY id LIMIT {limit} {lock}",
-            selector.clause
+            "SELECT {COLUMNS} FROM leases WHERE id IN ({}) \
+             AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') AND revocation_job IS NULL {lock}",
+            placeholders.join(", ")
         );
         let sql = sqlx::AssertSqlSafe(sql);
         match self {
             Store::Sqlite(pool) => {
-                let query = sqlx::query_as::<_, LeaseRow>(sql).bind(tenant).bind(after);
-                let leases = bind_selector!(query, selector).fetch_all(pool).await?;
+                let mut query = sqlx::query_as::<_, LeaseRow>(sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                let leases = query.fetch_all(pool).await?;
                 Ok(JobBatch { leases, lock: None })
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let query = sqlx::query_as::<_, LeaseRow>(sql).bind(tenant).bind(after);
-                let leases = bind_selector!(query, selector).fetch_all(&mut *tx).await?;
+                // Losing this commit in a crash loses nothing: the leases stay live and are
+                // revoked again, and dropping a user that is gone is success.
+                sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                    .execute(&mut *tx)
+                    .await?;
+                let mut query = sqlx::query_as::<_, LeaseRow>(sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                let leases = query.fetch_all(&mut *tx).await?;
                 Ok(JobBatch {
                     leases,
                     lock: Some(tx),
