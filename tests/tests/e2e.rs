@@ -631,6 +631,36 @@ impl Cluster {
             .push(Server::start(&["--config", &config], &env).await);
     }
 
+    /// Issues `count` leases of the role `expiring` with `ttl`, the replicas taking turns;
+    /// answers their ids.
+    async fn issue(&self, count: usize, ttl: &str) -> Vec<String> {
+        let client = reqwest::Client::new();
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let addr = &self.replicas[i % self.replicas.len()].addr;
+            let (status, lease) = call(
+                &client,
+                reqwest::Method::POST,
+                format!("{addr}/v1/leases"),
+                &self.token,
+                Some(json!({"role": "expiring", "ttl": ttl})),
+            )
+            .await;
+            assert_eq!(status, 201, "{lease}");
+            ids.push(lease["leaseId"].as_str().expect("id").to_owned());
+        }
+        ids
+    }
+
+    /// The WARN and ERROR lines of `killed` and of every replica, for a failure message.
+    fn warnings(&self, killed: &Server) -> String {
+        let mut all = format!("killed replica:\n{}", killed.warnings());
+        for (i, replica) in self.replicas.iter().enumerate() {
+            all.push_str(&format!("\nreplica {i}:\n{}", replica.warnings()));
+        }
+        all
+    }
+
     /// The users of this cluster's leases still on MariaDB.
     async fn users_left(&self) -> Vec<String> {
         let prefix = &self.prefix;
@@ -670,20 +700,7 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
     let token = cluster.token.clone();
     let client = reqwest::Client::new();
     const LEASES: usize = 120;
-    let mut ids = Vec::with_capacity(LEASES);
-    for i in 0..LEASES {
-        let addr = &cluster.replicas[i % 3].addr;
-        let (status, lease) = call(
-            &client,
-            reqwest::Method::POST,
-            format!("{addr}/v1/leases"),
-            &token,
-            Some(json!({"role": "expiring", "ttl": "4s"})),
-        )
-        .await;
-        assert_eq!(status, 201, "{lease}");
-        ids.push(lease["leaseId"].as_str().expect("id").to_owned());
-    }
+    let ids = cluster.issue(LEASES, "4s").await;
     // Kill one replica while the leases come due.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let victim = cluster.replicas.remove(1);
@@ -700,13 +717,7 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let logs = || {
-        let mut all = format!("killed replica:\n{}", victim.warnings());
-        for (i, replica) in cluster.replicas.iter().enumerate() {
-            all.push_str(&format!("\nsurvivor {i}:\n{}", replica.warnings()));
-        }
-        all
-    };
+    let logs = || cluster.warnings(&victim);
     assert!(
         remaining.is_empty(),
         "{} users survived their leases\n{}",
@@ -760,18 +771,7 @@ async fn a_mass_revocation_survives_a_sigkill_and_is_shared() {
     let token = cluster.token.clone();
     let client = reqwest::Client::new();
     const LEASES: usize = 1000;
-    for i in 0..LEASES {
-        let addr = &cluster.replicas[i % 2].addr;
-        let (status, lease) = call(
-            &client,
-            reqwest::Method::POST,
-            format!("{addr}/v1/leases"),
-            &token,
-            Some(json!({"role": "expiring", "ttl": "1h"})),
-        )
-        .await;
-        assert_eq!(status, 201, "{lease}");
-    }
+    cluster.issue(LEASES, "1h").await;
     let first = cluster.replicas[0].addr.clone();
     let (status, accepted) = call(
         &client,
@@ -806,13 +806,7 @@ async fn a_mass_revocation_survives_a_sigkill_and_is_shared() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let logs = || {
-        let mut all = format!("killed replica:\n{}", victim.warnings());
-        for (i, replica) in cluster.replicas.iter().enumerate() {
-            all.push_str(&format!("\nreplica {i}:\n{}", replica.warnings()));
-        }
-        all
-    };
+    let logs = || cluster.warnings(&victim);
     assert_eq!(view["state"], "COMPLETED", "{view}\n{}", logs());
     assert_eq!(
         (

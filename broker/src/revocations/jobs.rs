@@ -1,12 +1,13 @@
 //! Mass revocation jobs: preview a selector, accept a job (its row, fence and audit event commit
 //! together), read its progress, lift its fence.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -38,7 +39,7 @@ pub struct Preview {
 }
 
 /// Failed revocations of a job on one backend.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendFailures {
     pub backend: String,
@@ -46,6 +47,7 @@ pub struct BackendFailures {
     pub last_error: Option<String>,
 }
 
+/// A job and its progress; the counts may be up to a second old while the job runs.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
@@ -86,6 +88,21 @@ pub struct RevocationService {
     audit: AuditLog,
     /// Wakes this replica's job runner when a job is accepted.
     runner: Arc<Notify>,
+    /// Recent progress by job, with when it was computed and in which job state.
+    progress: Arc<Mutex<HashMap<Uuid, Progress>>>,
+}
+
+/// How long computed progress is shown before it is computed again.
+const PROGRESS_FRESH: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+struct Progress {
+    computed_at: Instant,
+    /// The job's state when it was computed.
+    state: String,
+    revoked: i64,
+    remaining: i64,
+    errors_by_backend: Vec<BackendFailures>,
 }
 
 const SAMPLE: i64 = 10;
@@ -105,6 +122,7 @@ impl RevocationService {
             store,
             audit,
             runner,
+            progress: Arc::default(),
         }
     }
 
@@ -228,6 +246,41 @@ impl RevocationService {
     /// Storage errors.
     pub async fn view(&self, job: RevocationJobRow) -> Result<JobView, DynamicError> {
         let selector = selector_of(&job)?;
+        let progress = self.progress(&job, &selector).await?;
+        let now = Utc::now();
+        Ok(JobView {
+            job_id: job.id,
+            state: job.state,
+            selector,
+            reason: job.reason,
+            ticket: job.ticket,
+            requested_by: job.requested_by,
+            total: job.total,
+            revoked: progress.revoked,
+            failed: progress.errors_by_backend.iter().map(|e| e.failed).sum(),
+            remaining: progress.remaining,
+            started_at: job.created_at,
+            finished_at: job.finished_at,
+            fenced: job.fence_until.is_some_and(|until| until > now),
+            fence_until: job.fence_until,
+            errors_by_backend: progress.errors_by_backend,
+        })
+    }
+
+    /// A job's counts. They cost a scan of the job's leases, so while the job's state stays
+    /// the same they are computed at most once per [`PROGRESS_FRESH`] per replica, however
+    /// often clients poll.
+    async fn progress(
+        &self,
+        job: &RevocationJobRow,
+        selector: &Selector,
+    ) -> Result<Progress, DynamicError> {
+        if let Some(progress) = self.progress.lock().await.get(&job.id)
+            && progress.state == job.state
+            && progress.computed_at.elapsed() < PROGRESS_FRESH
+        {
+            return Ok(progress.clone());
+        }
         let counts = self.store.job_lease_counts(job.id).await?;
         let revoked = counts
             .iter()
@@ -253,36 +306,27 @@ impl RevocationService {
                 }),
             }
         }
-        let failed: i64 = errors_by_backend.iter().map(|e| e.failed).sum();
         let remaining = if job.state == JOB_RUNNING {
-            let filter = selector.to_store()?;
             self.store
-                .remaining_selected_leases(&job.tenant, &filter, job.id)
+                .remaining_selected_leases(&job.tenant, &selector.to_store()?, job.id)
                 .await?
                 .0
         } else if job.state == JOB_COMPLETED {
             0
         } else {
-            failed
+            errors_by_backend.iter().map(|e| e.failed).sum()
         };
-        let now = Utc::now();
-        Ok(JobView {
-            job_id: job.id,
-            state: job.state,
-            selector,
-            reason: job.reason,
-            ticket: job.ticket,
-            requested_by: job.requested_by,
-            total: job.total,
+        let progress = Progress {
+            computed_at: Instant::now(),
+            state: job.state.clone(),
             revoked,
-            failed,
             remaining,
-            started_at: job.created_at,
-            finished_at: job.finished_at,
-            fenced: job.fence_until.is_some_and(|until| until > now),
-            fence_until: job.fence_until,
             errors_by_backend,
-        })
+        };
+        let mut cache = self.progress.lock().await;
+        cache.retain(|_, cached| cached.computed_at.elapsed() < PROGRESS_FRESH);
+        cache.insert(job.id, progress.clone());
+        Ok(progress)
     }
 
     /// Lifts a job's fence: matching leases may be issued and renewed again. The job itself
