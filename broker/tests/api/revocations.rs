@@ -395,6 +395,17 @@ on_both_stores!(
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
+        // A fence with its own TTL refuses matching issues until it expires, then lets them
+        // through without anyone lifting it.
+        let mut body = revocation(json!({"role": "beta"}), false);
+        body["fenceTtl"] = json!("2s");
+        let (status, accepted) = app.post("/v1/revocations", body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let (status, _) = app.post("/v1/leases", json!({"role": "beta"})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        issue_as(&app, None, "beta").await;
+
         let (status, _) = app
             .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
             .await;
