@@ -103,32 +103,12 @@ on_both_stores!(
     }
 );
 
-/// Locks the backend's admin account and ends its sessions, so every new login fails.
-async fn take_down(target: &Target) {
-    target
-        .admin_sql(&format!(
-            "ALTER USER '{}'@'%' ACCOUNT LOCK",
-            target.admin_user()
-        ))
-        .await;
-    target.kill_sessions_of(&target.admin_user()).await;
-}
-
-async fn bring_back(target: &Target) {
-    target
-        .admin_sql(&format!(
-            "ALTER USER '{}'@'%' ACCOUNT UNLOCK",
-            target.admin_user()
-        ))
-        .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_retried_until_the_target_returns() {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
     let target = setup(&app, Kind::Mariadb).await;
     let (id, username) = issue(&app, "1s").await;
-    take_down(&target).await;
+    target.take_down().await;
     let lease = wait_for(&app, &id, Duration::from_secs(10), |l| {
         l["revocationAttempts"].as_i64() >= Some(2)
     })
@@ -142,7 +122,7 @@ async fn an_outage_is_retried_until_the_target_returns() {
         "{lease}"
     );
     assert!(target.user_exists(&username).await);
-    bring_back(&target).await;
+    target.bring_back().await;
     let lease = wait_for(&app, &id, Duration::from_secs(20), |l| {
         l["state"] == "REVOKED"
     })
@@ -159,7 +139,7 @@ async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
     let target = setup(&app, Kind::Mariadb).await;
     let (retried, retried_user) = issue(&app, "1s").await;
     let (forced, forced_user) = issue(&app, "1s").await;
-    take_down(&target).await;
+    target.take_down().await;
     for id in [&retried, &forced] {
         let lease = wait_for(&app, id, Duration::from_secs(15), |l| {
             l["state"] == "IRREVOCABLE"
@@ -191,7 +171,7 @@ async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
         .post(&format!("/v1/leases/{retried}/revoke"), json!({}))
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    bring_back(&target).await;
+    target.bring_back().await;
     // The target is back: a retry drops the user.
     let (status, lease) = app
         .post(&format!("/v1/leases/{retried}/revoke"), json!({}))

@@ -54,6 +54,21 @@ async fn issue_as(app: &TestApp, token: Option<&str>, role: &str) -> Lease {
     }
 }
 
+/// A policy `name` allowing `principal` the `action` on `resource`.
+async fn allow(app: &TestApp, name: &str, principal: &str, action: &str, resource: &str) {
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            &format!("/v1/policies/{name}"),
+            Some(
+                json!({"statements": [{"effect": "allow", "principal": principal,
+                "actions": [action], "resources": [resource]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 fn revocation(selector: Value, dry_run: bool) -> Value {
     json!({"selector": selector, "reason": "credentials leaked in a build log",
            "ticket": "INC-4711", "dryRun": dry_run})
@@ -103,17 +118,14 @@ on_both_stores!(
         put_role(&app, "alpha", "db", "prod", &main).await;
         put_role(&app, "beta", "db", "prod", &main).await;
         put_role(&app, "gamma", "db2", "staging", &other).await;
-        let (status, body) = app
-            .request(
-                Method::PUT,
-                "/v1/policies/issuers",
-                Some(
-                    json!({"statements": [{"effect": "allow", "principal": "service:prod:api",
-                    "actions": ["leases:issue"], "resources": ["prod/roles/*"]}]}),
-                ),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        allow(
+            &app,
+            "issuers",
+            "service:prod:api",
+            "leases:issue",
+            "prod/roles/*",
+        )
+        .await;
         let service = app.token_for("service:prod:api", json!({})).await;
 
         let l1 = issue_as(&app, None, "alpha").await;
@@ -300,17 +312,14 @@ on_both_stores!(
         put_role(&app, "alpha", "db", "prod", &target).await;
         put_role(&app, "beta", "db", "prod", &target).await;
         issue_as(&app, None, "alpha").await;
-        let (status, body) = app
-            .request(
-                Method::PUT,
-                "/v1/policies/oncall",
-                Some(
-                    json!({"statements": [{"effect": "allow", "principal": "user:oncall",
-                    "actions": ["leases:revoke-mass"], "resources": ["prod/roles/beta"]}]}),
-                ),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        allow(
+            &app,
+            "oncall",
+            "user:oncall",
+            "leases:revoke-mass",
+            "prod/roles/beta",
+        )
+        .await;
         let oncall = app.token_for("user:oncall", json!({})).await;
         let attempt = |selector: Value| {
             let oncall = oncall.clone();
@@ -415,17 +424,6 @@ on_both_stores!(
     }
 );
 
-/// Locks the backend's admin account and ends its sessions, so every new login fails.
-async fn take_down(target: &Target) {
-    target
-        .admin_sql(&format!(
-            "ALTER USER '{}'@'%' ACCOUNT LOCK",
-            target.admin_user()
-        ))
-        .await;
-    target.kill_sessions_of(&target.admin_user()).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
@@ -440,7 +438,7 @@ async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
         issue_as(&app, None, "app-up").await;
         survivors.push(issue_as(&app, None, "app-down").await);
     }
-    take_down(&down).await;
+    down.take_down().await;
 
     let (status, accepted) = app
         .post(
@@ -478,11 +476,7 @@ async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
         );
     }
 
-    down.admin_sql(&format!(
-        "ALTER USER '{}'@'%' ACCOUNT UNLOCK",
-        down.admin_user()
-    ))
-    .await;
+    down.bring_back().await;
     let view = wait_for_job(&app, &job, Duration::from_secs(30)).await;
     assert_eq!(view["state"], "COMPLETED", "{view}");
     assert_eq!(

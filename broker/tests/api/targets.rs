@@ -197,6 +197,26 @@ impl Target {
         }
     }
 
+    /// MariaDB only: locks the admin account and ends its sessions, so every new login of the
+    /// broker fails (the target is "down" for it).
+    pub async fn take_down(&self) {
+        self.admin_sql(&format!(
+            "ALTER USER '{}'@'%' ACCOUNT LOCK",
+            self.admin_user()
+        ))
+        .await;
+        self.kill_sessions_of(&self.admin_user()).await;
+    }
+
+    /// MariaDB only: undoes [`Self::take_down`].
+    pub async fn bring_back(&self) {
+        self.admin_sql(&format!(
+            "ALTER USER '{}'@'%' ACCOUNT UNLOCK",
+            self.admin_user()
+        ))
+        .await;
+    }
+
     /// MariaDB only: ends every session of `user`.
     pub async fn kill_sessions_of(&self, user: &str) {
         let mut conn = mysql_async::Conn::new(mariadb("root", None))
