@@ -6,6 +6,7 @@ mod access;
 mod admin;
 mod audit;
 mod bench;
+mod bench_drop;
 mod bench_expiry;
 mod bench_leases;
 mod bench_revoke;
