@@ -5,7 +5,7 @@ use chrono::Utc;
 
 use super::Selector;
 use crate::dynamic::DynamicError;
-use crate::store::{LeaseRow, Store, StoreError};
+use crate::store::{LeaseRow, Store};
 
 #[derive(Clone, Debug)]
 pub struct Fences {
@@ -22,10 +22,7 @@ impl Fences {
     /// selector that cannot be read (fail closed).
     pub async fn check(&self, lease: &LeaseRow) -> Result<(), DynamicError> {
         for (job, selector) in self.store.active_fences(&lease.tenant, Utc::now()).await? {
-            let selector: Selector = serde_json::from_str(&selector).map_err(|error| {
-                StoreError::Corrupt(format!("the selector of revocation job {job}: {error}"))
-            })?;
-            if selector.matches(lease) {
+            if Selector::from_stored(job, &selector)?.matches(lease) {
                 metrics::counter!("leasehold_revocation_fence_refusals_total").increment(1);
                 return Err(DynamicError::Fenced { job });
             }

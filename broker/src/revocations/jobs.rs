@@ -16,7 +16,8 @@ use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::auth::Caller;
 use crate::dynamic::{DynamicError, LeaseView};
 use crate::store::{
-    JOB_COMPLETED, JOB_RUNNING, JournalEffect, REVOKED, RevocationJobRow, Store, StoreError,
+    JOB_COMPLETED, JOB_RUNNING, JobLeaseCount, JournalEffect, REVOKED, RevocationJobRow, Store,
+    StoreError,
 };
 
 /// Live leases a selector matches, for one role on one backend.
@@ -108,12 +109,46 @@ struct Progress {
 const SAMPLE: i64 = 10;
 
 fn selector_of(job: &RevocationJobRow) -> Result<Selector, DynamicError> {
-    serde_json::from_str(&job.selector).map_err(|error| {
-        DynamicError::from(StoreError::Corrupt(format!(
-            "the selector of revocation job {}: {error}",
-            job.id
-        )))
-    })
+    Ok(Selector::from_stored(job.id, &job.selector)?)
+}
+
+/// What a job's leases show: how many it revoked, and its failures by backend.
+pub(super) struct JobCounts {
+    pub revoked: i64,
+    pub failures: Vec<BackendFailures>,
+}
+
+impl JobCounts {
+    pub(super) fn from_rows(rows: &[JobLeaseCount]) -> Self {
+        let mut failures: Vec<BackendFailures> = Vec::new();
+        for row in rows.iter().filter(|r| r.state != REVOKED) {
+            match failures.iter_mut().find(|f| f.backend == row.backend) {
+                Some(entry) => {
+                    entry.failed += row.count;
+                    if entry.last_error.is_none() {
+                        entry.last_error.clone_from(&row.last_error);
+                    }
+                }
+                None => failures.push(BackendFailures {
+                    backend: row.backend.clone(),
+                    failed: row.count,
+                    last_error: row.last_error.clone(),
+                }),
+            }
+        }
+        Self {
+            revoked: rows
+                .iter()
+                .filter(|r| r.state == REVOKED)
+                .map(|r| r.count)
+                .sum(),
+            failures,
+        }
+    }
+
+    pub(super) fn failed(&self) -> i64 {
+        self.failures.iter().map(|f| f.failed).sum()
+    }
 }
 
 impl RevocationService {
@@ -281,31 +316,7 @@ impl RevocationService {
         {
             return Ok(progress.clone());
         }
-        let counts = self.store.job_lease_counts(job.id).await?;
-        let revoked = counts
-            .iter()
-            .filter(|c| c.state == REVOKED)
-            .map(|c| c.count)
-            .sum();
-        let mut errors_by_backend: Vec<BackendFailures> = Vec::new();
-        for count in counts.iter().filter(|c| c.state != REVOKED) {
-            match errors_by_backend
-                .iter_mut()
-                .find(|e| e.backend == count.backend)
-            {
-                Some(entry) => {
-                    entry.failed += count.count;
-                    if entry.last_error.is_none() {
-                        entry.last_error.clone_from(&count.last_error);
-                    }
-                }
-                None => errors_by_backend.push(BackendFailures {
-                    backend: count.backend.clone(),
-                    failed: count.count,
-                    last_error: count.last_error.clone(),
-                }),
-            }
-        }
+        let counts = JobCounts::from_rows(&self.store.job_lease_counts(job.id).await?);
         let remaining = if job.state == JOB_RUNNING {
             self.store
                 .remaining_selected_leases(&job.tenant, &selector.to_store()?, job.id)
@@ -314,14 +325,14 @@ impl RevocationService {
         } else if job.state == JOB_COMPLETED {
             0
         } else {
-            errors_by_backend.iter().map(|e| e.failed).sum()
+            counts.failed()
         };
         let progress = Progress {
             computed_at: Instant::now(),
             state: job.state.clone(),
-            revoked,
+            revoked: counts.revoked,
             remaining,
-            errors_by_backend,
+            errors_by_backend: counts.failures,
         };
         let mut cache = self.progress.lock().await;
         cache.retain(|_, cached| cached.computed_at.elapsed() < PROGRESS_FRESH);

@@ -18,12 +18,13 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::Selector;
+use super::jobs::JobCounts;
 use crate::alerts::AlertSink;
 use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::dynamic::LeaseService;
 use crate::store::{
-    JOB_COMPLETED, JOB_FAILED, JobBatch, LeaseOutcome, LeaseSelector, REVOKED, RevocationJobRow,
-    Store, StoreError,
+    JOB_COMPLETED, JOB_FAILED, JobBatch, LeaseOutcome, LeaseSelector, RevocationJobRow, Store,
+    StoreError,
 };
 
 /// Leases per batch: one store statement and a few plugin round trips each.
@@ -85,13 +86,7 @@ impl JobRunner {
 
     /// Passes over the job until one finds nothing left to take, then settles it.
     async fn work(self: Arc<Self>, job: &RevocationJobRow) -> Result<(), StoreError> {
-        let selector: Selector = serde_json::from_str(&job.selector).map_err(|error| {
-            StoreError::Corrupt(format!(
-                "the selector of revocation job {}: {error}",
-                job.id
-            ))
-        })?;
-        let filter = selector
+        let filter = Selector::from_stored(job.id, &job.selector)?
             .to_store()
             .map_err(|error| StoreError::Corrupt(format!("revocation job {}: {error}", job.id)))?;
         while Arc::clone(&self).pass(job, &filter).await? > 0 {}
@@ -196,33 +191,19 @@ impl JobRunner {
         job: &RevocationJobRow,
         filter: &LeaseSelector,
     ) -> Result<(), StoreError> {
-        let counts = self.store.job_lease_counts(job.id).await?;
-        let revoked: i64 = counts
-            .iter()
-            .filter(|c| c.state == REVOKED)
-            .map(|c| c.count)
-            .sum();
-        let failed: Vec<_> = counts.iter().filter(|c| c.state != REVOKED).collect();
-        let failed_total: i64 = failed.iter().map(|c| c.count).sum();
+        let counts = JobCounts::from_rows(&self.store.job_lease_counts(job.id).await?);
+        let (revoked, failed_total) = (counts.revoked, counts.failed());
         if failed_total > job.failures_reported
             && self.store.report_job_failures(job.id, failed_total).await?
         {
-            let by_backend: serde_json::Map<String, serde_json::Value> = failed
-                .iter()
-                .map(|c| {
-                    (
-                        c.backend.clone(),
-                        serde_json::json!({"failed": c.count, "lastError": c.last_error}),
-                    )
-                })
-                .collect();
+            let by_backend = serde_json::to_value(&counts.failures).unwrap_or_default();
             tracing::warn!(job = %job.id, failed = failed_total, "revocation job has failed revocations; the scheduler retries them");
             self.record(
                 AuditEvent::system(&job.tenant, EventType::RevocationFailures)
                     .detail("jobId", job.id.to_string())
                     .detail("failed", failed_total)
                     .detail("revoked", revoked)
-                    .detail("byBackend", serde_json::Value::Object(by_backend.clone())),
+                    .detail("byBackend", by_backend.clone()),
             )
             .await;
             self.alerts.send(serde_json::json!({

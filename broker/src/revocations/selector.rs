@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::Environment;
 use crate::dynamic::{DynamicError, check_name};
-use crate::store::{LeaseRow, LeaseSelector};
+use crate::store::{LeaseRow, LeaseSelector, StoreError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -43,6 +43,16 @@ fn invalid(field: &'static str, message: String) -> DynamicError {
 }
 
 impl Selector {
+    /// The selector stored with job `job`.
+    ///
+    /// # Errors
+    /// `Corrupt` when the stored JSON is not a selector (callers fail closed).
+    pub fn from_stored(job: Uuid, json: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(json).map_err(|error| {
+            StoreError::Corrupt(format!("the selector of revocation job {job}: {error}"))
+        })
+    }
+
     /// Checks every field and that at least one is given.
     ///
     /// # Errors
