@@ -409,6 +409,31 @@ async fn mariadb_root(sql: &str) -> Vec<String> {
     rows
 }
 
+/// A MariaDB admin login `<prefix>_admin` with every privilege and grant option.
+async fn create_mariadb_admin(prefix: &str, password: &str) {
+    mariadb_root(&format!(
+        "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
+         GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
+    ))
+    .await;
+}
+
+/// Writes `dir/leasehold.toml` for a store at `database_url` and a local key in `dir`, with
+/// `extra` top-level settings; answers its path.
+fn write_config(dir: &Path, database_url: &str, extra: &str) -> String {
+    let config = dir.join("leasehold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\n{extra}\
+             [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
+            dir.join("master.key").display()
+        ),
+    )
+    .expect("write config");
+    config.to_str().expect("utf-8").to_owned()
+}
+
 /// The broker dies between "user created" and "lease activated" (a fail-point aborts it, like a
 /// SIGKILL). After a restart the intent is revoked: the user is gone and no lease stays PENDING.
 #[tokio::test]
@@ -416,23 +441,14 @@ async fn a_crash_after_creating_a_user_never_orphans_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let prefix = format!("lhcrash{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let password = "Crash-admin-pw-1";
-    mariadb_root(&format!(
-        "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
-         GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
-    ))
-    .await;
-    let config = dir.path().join("leasehold.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\nlease_intent_grace_seconds = 1\n\
-             [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
-            dir.path().join("leasehold.db").display(),
-            dir.path().join("master.key").display()
-        ),
-    )
-    .expect("write config");
-    let config_arg = config.to_str().expect("utf-8");
+    create_mariadb_admin(&prefix, password).await;
+    let database_url = format!("sqlite://{}", dir.path().join("leasehold.db").display());
+    let config = write_config(
+        dir.path(),
+        &database_url,
+        "lease_intent_grace_seconds = 1\n",
+    );
+    let config_arg = config.as_str();
     let init = Command::new(leasehold_bin())
         .args(["operator", "init", "--config", config_arg, "--json"])
         .output()
@@ -544,21 +560,9 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = StoreDatabase::create().await;
         let password = "Replica-admin-pw-1";
-        mariadb_root(&format!(
-            "CREATE USER '{prefix}_admin'@'%' IDENTIFIED BY '{password}'; \
-             GRANT ALL PRIVILEGES ON *.* TO '{prefix}_admin'@'%' WITH GRANT OPTION"
-        ))
-        .await;
-        let config = dir.path().join("leasehold.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndatabase_url = \"postgres://placeholder@127.0.0.1:1/none\"\n\
-                 [kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
-                dir.path().join("master.key").display()
-            ),
-        )
-        .expect("write config");
+        create_mariadb_admin(prefix, password).await;
+        // The real URL comes from LEASEHOLD_DATABASE_URL (see `env`).
+        write_config(dir.path(), "postgres://placeholder@127.0.0.1:1/none", "");
         let mut cluster = Self {
             dir,
             store,
