@@ -299,6 +299,30 @@ async fn lease_and_admin_passwords_appear_nowhere() {
     let (_, listed) = app.get("/v1/leases").await;
     bodies.push(listed.to_string());
 
+    // A mass revocation of a live lease: its preview, its job and their audit events.
+    let (status, second) = app.post("/v1/leases", json!({"role": "canary-rw"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second_password = second["password"].as_str().expect("password").to_owned();
+    let (status, accepted) = app
+        .post(
+            "/v1/revocations",
+            json!({"selector": {"role": "canary-rw"}, "reason": "canary", "ticket": "CANARY-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    bodies.push(accepted.to_string());
+    let job = accepted["jobId"].as_str().expect("job").to_owned();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, view) = app.get(&format!("/v1/revocations/{job}")).await;
+        if view["state"] != "RUNNING" || tokio::time::Instant::now() > deadline {
+            assert_eq!(view["state"], "COMPLETED", "{view}");
+            bodies.push(view.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // A statement the target rejects, with the password where MariaDB's "near '…'" quotes it.
     let mut role = target.role_body("canary-db");
     role["creationStatements"] = json!([
@@ -334,6 +358,7 @@ async fn lease_and_admin_passwords_appear_nowhere() {
         for (what, secret) in [
             ("admin password", &admin_canary),
             ("lease password", &password),
+            ("second lease password", &second_password),
             ("password hash", &hash),
         ] {
             assert!(!contains(bytes, secret), "the {what} leaked into {place}");
