@@ -215,6 +215,29 @@ async fn ephemeral_dev_server_keeps_nothing() {
     )
     .await;
     assert_eq!(status, 201);
+    // A body that fails to parse while the token is being looked up cancels that lookup; the
+    // in-memory store must survive the connection the pool closes for it.
+    for _ in 0..3 {
+        let (status, _) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{}/v1/revocations", first.addr),
+            &first_token,
+            Some(json!({"selector": {"issuedAfter": "yesterday"}, "reason": "r", "ticket": "t"})),
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+    let (status, list) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/secrets", first.addr),
+        &first_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["secrets"].as_array().map(Vec::len), Some(1), "{list}");
     assert!(first.terminate().await.success());
     assert!(!data.exists(), "--ephemeral writes nothing to disk");
 

@@ -21,8 +21,10 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
@@ -40,6 +42,9 @@ pub use secrets::{
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,
 };
 pub use tokens::{NewToken, TokenRow};
+
+/// The connections that keep in-memory databases alive (see [`Store::connect`]).
+static MEMORY_KEEPERS: std::sync::Mutex<Vec<SqliteConnection>> = std::sync::Mutex::new(Vec::new());
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -138,8 +143,16 @@ impl Store {
                 })
                 // An answered write survives power loss, not only a process crash.
                 .synchronous(SqliteSynchronous::Full);
-            // An in-memory database lives as long as its one connection does.
             let pool = if in_memory {
+                // An in-memory database lives as long as one connection to it is open. The pool
+                // closes a connection whose query was cancelled (a client that went away, or an
+                // extractor that failed beside the one holding it), so one connection outside
+                // the pool keeps the database for the life of the process.
+                let keeper = SqliteConnection::connect_with(&options).await?;
+                MEMORY_KEEPERS
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(keeper);
                 SqlitePoolOptions::new()
                     .max_connections(1)
                     .min_connections(1)
