@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Method;
@@ -24,11 +25,11 @@ pub struct RevokeMassArgs {
     #[arg(long)]
     environment: Option<String>,
     /// Leases issued at or after this instant (RFC 3339, e.g. 2026-11-26T09:14:00Z).
-    #[arg(long)]
-    since: Option<String>,
+    #[arg(long, value_parser = instant)]
+    since: Option<DateTime<Utc>>,
     /// Leases issued before this instant (RFC 3339).
-    #[arg(long)]
-    until: Option<String>,
+    #[arg(long, value_parser = instant)]
+    until: Option<DateTime<Utc>>,
     /// The start of a lease id, e.g. 019a7c3e-5b2f.
     #[arg(long)]
     lease_id_prefix: Option<String>,
@@ -52,6 +53,12 @@ pub struct RevokeMassArgs {
     fence_ttl: Option<String>,
 }
 
+fn instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: give an RFC 3339 instant, e.g. 2026-11-26T09:14:00Z"))
+}
+
 impl RevokeMassArgs {
     fn body(&self, dry_run: bool) -> Value {
         let mut selector = serde_json::Map::new();
@@ -60,10 +67,13 @@ impl RevokeMassArgs {
             ("backend", &self.backend),
             ("principal", &self.principal),
             ("environment", &self.environment),
-            ("issuedAfter", &self.since),
-            ("issuedBefore", &self.until),
             ("leaseIdPrefix", &self.lease_id_prefix),
         ] {
+            if let Some(value) = value {
+                selector.insert(key.to_owned(), json!(value));
+            }
+        }
+        for (key, value) in [("issuedAfter", self.since), ("issuedBefore", self.until)] {
             if let Some(value) = value {
                 selector.insert(key.to_owned(), json!(value));
             }
