@@ -61,12 +61,10 @@ impl DevMode {
                     })?;
                 (
                     format!("sqlite://{}", dir.join("leasehold.db").display()),
-                    KmsSettings::Local {
-                        key_file: dir.join("master.key"),
-                    },
+                    KmsSettings::local(dir.join("master.key")),
                 )
             }
-            None => ("sqlite::memory:".to_owned(), KmsSettings::Ephemeral),
+            None => ("sqlite::memory:".to_owned(), KmsSettings::ephemeral()),
         };
         Ok(Settings {
             listen,

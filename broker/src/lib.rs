@@ -10,9 +10,11 @@
 //! 3. **`secrets`** — the static-secret operations: versioning, aliases with compare-and-swap,
 //!    disable/enable/destroy, reads.
 //! 4. **`crypto`** — envelope encryption: a fresh data key per version, AES-256-GCM bound to its
-//!    row, the data key wrapped by a `Kms` provider (`local` key ring).
+//!    row, the data key wrapped by a `Kms` provider (`local` key ring or `aws-kms`), unwrapped
+//!    keys held for a bounded time in the data-key cache.
 //! 5. **`store`** — SQLite or PostgreSQL through sqlx; migrations in `migrations/`.
 //!
+//! `rewrap` moves stored data keys to another master key without touching ciphertext.
 //! `startup` wires these together and runs the server; `cli` is the `leasehold` binary's
 //! command line (server, client commands, benchmarks).
 
@@ -29,6 +31,7 @@ pub mod failpoint;
 pub mod policy;
 pub mod private_file;
 pub mod revocations;
+pub mod rewrap;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

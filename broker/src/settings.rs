@@ -3,7 +3,9 @@
 //!
 //! Environment overrides (each replaces one key): `LEASEHOLD_LISTEN`, `LEASEHOLD_DATABASE_URL`,
 //! `LEASEHOLD_MAX_CONNECTIONS`, `LEASEHOLD_MAX_VALUE_BYTES`, `LEASEHOLD_TLS_CERT_FILE`,
-//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_KEY_FILE`, `LEASEHOLD_ALERT_WEBHOOK_URL`,
+//! `LEASEHOLD_TLS_KEY_FILE`, `LEASEHOLD_KMS_PROVIDER`, `LEASEHOLD_KMS_KEY_FILE`,
+//! `LEASEHOLD_KMS_AWS_KEY_ID`, `LEASEHOLD_KMS_AWS_REGION`, `LEASEHOLD_KMS_AWS_ENDPOINT_URL` (these
+//! three only adjust an existing `[kms.aws]` section), `LEASEHOLD_ALERT_WEBHOOK_URL`,
 //! `LEASEHOLD_LEASE_INTENT_GRACE_SECONDS`, `LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS`,
 //! `LEASEHOLD_SCHEDULER_CLAIM_SECONDS`, `LEASEHOLD_REVOCATION_FENCE_SECONDS`.
 
@@ -112,14 +114,175 @@ pub struct TlsSettings {
     pub key_file: PathBuf,
 }
 
-/// Which KMS wraps data keys.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "provider", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum KmsSettings {
-    /// A key ring in a file outside the database (created on first start).
-    Local { key_file: PathBuf },
+/// Which KMS provider wraps new data keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KmsProvider {
+    /// The key ring in `key_file` (created on first start).
+    Local,
+    /// AWS KMS (or a KMS-compatible server), configured in `[kms.aws]`.
+    AwsKms,
     /// A key ring that lives only in memory: everything sealed under it dies with the process.
     Ephemeral,
+}
+
+impl KmsProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::AwsKms => "aws-kms",
+            Self::Ephemeral => "ephemeral",
+        }
+    }
+}
+
+/// The KMS configuration: the provider that wraps new data keys, and every provider that can
+/// still unwrap old ones. Keeping the previous provider configured beside the new one is what
+/// lets `leasehold kms rewrap` migrate a store between them online.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsSettings {
+    pub provider: KmsProvider,
+    /// The local key ring: required for `local`; beside `aws-kms` it still unwraps data keys
+    /// wrapped before a migration.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// AWS KMS: required for `aws-kms`; beside `local` it still unwraps data keys it wrapped.
+    #[serde(default)]
+    pub aws: Option<AwsKmsSettings>,
+    /// The key that names tokens in audit events. Default: `<key_file>.audit-hmac`; required
+    /// when there is no `key_file`.
+    #[serde(default)]
+    pub audit_hmac_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cache: DataKeyCacheSettings,
+}
+
+/// An AWS KMS key and how to reach it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKmsSettings {
+    /// Key id, key ARN or `alias/…`.
+    pub key_id: String,
+    pub region: String,
+    /// Another endpoint than AWS's own, e.g. a KMS-compatible server.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Static credentials; without them the usual AWS chain (environment, profile, web
+    /// identity, instance role) is used.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<SecretString>,
+    /// A KMS call that has not answered within this many milliseconds fails (and the request
+    /// that needed it answers 503), so an unreachable KMS never hangs the broker.
+    #[serde(default = "default_kms_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_kms_timeout_ms() -> u64 {
+    2000
+}
+
+/// Bounds on the in-memory cache of unwrapped data keys. `max_entries = 0` turns it off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataKeyCacheSettings {
+    /// A cached key is dropped (and zeroized) this long after it was unwrapped.
+    #[serde(default = "default_cache_max_age_seconds")]
+    pub max_age_seconds: u64,
+    /// A cached key is dropped after serving this many reads.
+    #[serde(default = "default_cache_max_uses")]
+    pub max_uses: u64,
+    /// At most this many keys are cached; the oldest goes first.
+    #[serde(default = "default_cache_max_entries")]
+    pub max_entries: usize,
+}
+
+impl Default for DataKeyCacheSettings {
+    fn default() -> Self {
+        Self {
+            max_age_seconds: default_cache_max_age_seconds(),
+            max_uses: default_cache_max_uses(),
+            max_entries: default_cache_max_entries(),
+        }
+    }
+}
+
+fn default_cache_max_age_seconds() -> u64 {
+    300
+}
+
+fn default_cache_max_uses() -> u64 {
+    10_000
+}
+
+fn default_cache_max_entries() -> usize {
+    10_000
+}
+
+impl KmsSettings {
+    /// The local key ring at `key_file`, nothing else.
+    pub fn local(key_file: PathBuf) -> Self {
+        Self {
+            provider: KmsProvider::Local,
+            key_file: Some(key_file),
+            aws: None,
+            audit_hmac_key_file: None,
+            cache: DataKeyCacheSettings::default(),
+        }
+    }
+
+    /// An in-memory key ring.
+    pub fn ephemeral() -> Self {
+        Self {
+            provider: KmsProvider::Ephemeral,
+            key_file: None,
+            aws: None,
+            audit_hmac_key_file: None,
+            cache: DataKeyCacheSettings::default(),
+        }
+    }
+
+    /// # Errors
+    /// When the provider's own section is missing or the audit HMAC key has no home.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        match self.provider {
+            KmsProvider::Local if self.key_file.is_none() => {
+                return Err(SettingsError::Invalid(
+                    "kms.provider = \"local\" needs kms.key_file (the key-ring file)".into(),
+                ));
+            }
+            KmsProvider::AwsKms if self.aws.is_none() => {
+                return Err(SettingsError::Invalid(
+                    "kms.provider = \"aws-kms\" needs a [kms.aws] section with key_id and region"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(aws) = &self.aws {
+            if aws.access_key_id.is_some() != aws.secret_access_key.is_some() {
+                return Err(SettingsError::Invalid(
+                    "kms.aws: set both access_key_id and secret_access_key, or neither (to use the AWS credential chain)".into(),
+                ));
+            }
+            if aws.timeout_ms == 0 {
+                return Err(SettingsError::Invalid(
+                    "kms.aws.timeout_ms must be at least 1".into(),
+                ));
+            }
+        }
+        if self.provider != KmsProvider::Ephemeral
+            && self.key_file.is_none()
+            && self.audit_hmac_key_file.is_none()
+        {
+            return Err(SettingsError::Invalid(
+                "kms.audit_hmac_key_file is required when there is no kms.key_file: it holds the key that names tokens in audit events".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
@@ -201,8 +364,32 @@ impl Settings {
         if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
             self.alert_webhook_url = Some(v);
         }
+        if let Some(v) = var("LEASEHOLD_KMS_PROVIDER") {
+            self.kms.provider = match v.as_str() {
+                "local" => KmsProvider::Local,
+                "aws-kms" => KmsProvider::AwsKms,
+                "ephemeral" => KmsProvider::Ephemeral,
+                _ => {
+                    return Err(SettingsError::Env {
+                        name: "LEASEHOLD_KMS_PROVIDER",
+                        message: "must be local, aws-kms or ephemeral".into(),
+                    });
+                }
+            };
+        }
         if let Some(v) = var("LEASEHOLD_KMS_KEY_FILE") {
-            self.kms = KmsSettings::Local { key_file: v.into() };
+            self.kms.key_file = Some(v.into());
+        }
+        if let Some(aws) = self.kms.aws.as_mut() {
+            if let Some(v) = var("LEASEHOLD_KMS_AWS_KEY_ID") {
+                aws.key_id = v;
+            }
+            if let Some(v) = var("LEASEHOLD_KMS_AWS_REGION") {
+                aws.region = v;
+            }
+            if let Some(v) = var("LEASEHOLD_KMS_AWS_ENDPOINT_URL") {
+                aws.endpoint_url = Some(v);
+            }
         }
         Ok(())
     }
@@ -210,6 +397,7 @@ impl Settings {
     /// # Errors
     /// When a value is out of range.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.kms.validate()?;
         if self.max_connections == 0 {
             return Err(SettingsError::Invalid(
                 "max_connections must be at least 1".into(),

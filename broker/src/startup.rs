@@ -14,12 +14,13 @@ use crate::alerts::AlertSink;
 use crate::api::{self, AppState};
 use crate::audit::{AuditLog, JsonLinesSink, TokenHmac};
 use crate::auth::{Access, BreakGlass, TokenService};
-use crate::crypto::{KeyRingError, Kms, LocalKms};
+use crate::crypto::{AwsKms, CachedKms, KeyRingError, Kms, KmsProviders, LocalKms};
 use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService, ScheduledLeases};
 use crate::policy::PolicyCache;
 use crate::revocations::{JobRunner, RevocationService};
+use crate::rewrap::RewrapService;
 use crate::secrets::SecretService;
-use crate::settings::{KmsSettings, Settings};
+use crate::settings::{KmsProvider, KmsSettings, Settings, SettingsError};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::tls::{self, TlsError};
@@ -32,6 +33,8 @@ pub enum StartupError {
     #[error(transparent)]
     KeyRing(#[from] KeyRingError),
     #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,15 +43,39 @@ pub enum StartupError {
     },
 }
 
-/// Builds the KMS provider the settings name.
+/// Builds the KMS providers the settings name: the active one, and the other one when it is
+/// configured too (it still unwraps the data keys it wrapped). [`Application::build`] puts the
+/// data-key cache in front.
 ///
 /// # Errors
-/// When the local key ring cannot be loaded or created.
-pub fn kms_from_settings(settings: &KmsSettings) -> Result<Arc<dyn Kms>, KeyRingError> {
-    Ok(match settings {
-        KmsSettings::Local { key_file } => Arc::new(LocalKms::load_or_create(key_file)?),
-        KmsSettings::Ephemeral => Arc::new(LocalKms::ephemeral()),
-    })
+/// When the settings are incomplete or the local key ring cannot be loaded or created.
+pub async fn kms_from_settings(settings: &KmsSettings) -> Result<Arc<dyn Kms>, StartupError> {
+    settings.validate()?;
+    let local: Option<Arc<dyn Kms>> = match (settings.provider, &settings.key_file) {
+        (KmsProvider::Ephemeral, _) => Some(Arc::new(LocalKms::ephemeral())),
+        (KmsProvider::Local, Some(path)) => Some(Arc::new(LocalKms::load_or_create(path)?)),
+        // Beside another provider the ring only unwraps what it wrapped: it must exist.
+        (KmsProvider::AwsKms, Some(path)) => Some(Arc::new(LocalKms::load(path)?)),
+        (_, None) => None,
+    };
+    let aws: Option<Arc<dyn Kms>> = match &settings.aws {
+        Some(aws) => Some(Arc::new(AwsKms::new(aws).await)),
+        None => None,
+    };
+    let (active, other) = match settings.provider {
+        KmsProvider::AwsKms => (aws, local),
+        KmsProvider::Local | KmsProvider::Ephemeral => (local, aws),
+    };
+    let active = active.ok_or_else(|| {
+        SettingsError::Invalid(format!(
+            "kms.provider = \"{}\" is not configured",
+            settings.provider.as_str()
+        ))
+    })?;
+    Ok(Arc::new(KmsProviders::new(
+        active,
+        other.into_iter().collect(),
+    )))
 }
 
 /// Connects to the configured store and applies pending migrations.
@@ -94,6 +121,7 @@ impl Application {
         kms: Arc<dyn Kms>,
     ) -> Result<Self, StartupError> {
         let token_hmac = TokenHmac::for_kms(&settings.kms)?;
+        let kms: Arc<dyn Kms> = Arc::new(CachedKms::new(kms, settings.kms.cache));
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
             addr: settings.listen,
             source,
@@ -163,6 +191,7 @@ impl Application {
             ),
             metrics: telemetry::metrics_handle(),
             max_body_bytes: settings.max_body_bytes(),
+            rewrap: RewrapService::new(store.clone(), kms.clone()),
             store,
             kms,
         });

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::audit::AuditError;
 use crate::crypto::{EnvelopeError, KmsError};
 use crate::dynamic::DynamicError;
+use crate::rewrap::RewrapError;
 use crate::secrets::SecretError;
 use crate::store::StoreError;
 
@@ -40,6 +41,8 @@ pub enum ApiError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Dynamic(#[from] DynamicError),
+    #[error(transparent)]
+    Rewrap(#[from] RewrapError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -85,25 +88,64 @@ fn store_status(error: &StoreError) -> (StatusCode, &'static str, &'static str) 
     }
 }
 
-fn envelope_status(error: &EnvelopeError) -> (StatusCode, &'static str, &'static str) {
+fn kms_status(error: &KmsError) -> (StatusCode, &'static str, &'static str) {
     match error {
-        EnvelopeError::Kms(KmsError::Unavailable(_)) => (
+        KmsError::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "kms_unavailable",
             "KMS unavailable; retry later",
         ),
-        EnvelopeError::Kms(KmsError::UnknownKey(_)) => (
+        KmsError::Rejected(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kms_rejected",
+            "the KMS refused the request (a disabled key or a missing permission); an operator must fix the KMS key or its policy, see the broker log",
+        ),
+        KmsError::UnknownKey(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "kms_key_missing",
-            "the master key that wrapped this version is not in the key ring",
+            "the master key that wrapped this data key is held by no configured KMS provider",
         ),
-        EnvelopeError::Kms(KmsError::Integrity)
-        | EnvelopeError::Integrity
-        | EnvelopeError::UnknownFormat(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "integrity_error",
-            "the stored ciphertext failed its integrity check: it was altered or does not belong to this secret version",
+        KmsError::Integrity => integrity_status(),
+    }
+}
+
+fn integrity_status() -> (StatusCode, &'static str, &'static str) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "integrity_error",
+        "the stored ciphertext failed its integrity check: it was altered or does not belong to this secret version",
+    )
+}
+
+fn envelope_status(error: &EnvelopeError) -> (StatusCode, &'static str, &'static str) {
+    match error {
+        EnvelopeError::Kms(error) => kms_status(error),
+        EnvelopeError::Integrity | EnvelopeError::UnknownFormat(_) => integrity_status(),
+    }
+}
+
+fn rewrap_parts(error: &RewrapError) -> (StatusCode, &'static str, String, Option<String>) {
+    match error {
+        RewrapError::Invalid(message) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message.clone(),
+            message.split_once(':').map(|(field, _)| field.to_owned()),
         ),
+        RewrapError::BadCursor => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            error.to_string(),
+            Some("after".to_owned()),
+        ),
+        RewrapError::Kms(e) => {
+            let (status, code, message) = kms_status(e);
+            (status, code, message.to_owned(), None)
+        }
+        RewrapError::Storage(e) => {
+            let (status, code, message) = store_status(e);
+            (status, code, message.to_owned(), None)
+        }
     }
 }
 
@@ -164,6 +206,7 @@ impl ApiError {
                 (status, code, message.to_owned(), None)
             }
             Self::Dynamic(error) => dynamic_parts(error),
+            Self::Rewrap(error) => rewrap_parts(error),
             Self::Audit(_) => audit_parts(),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -317,6 +360,21 @@ mod tests {
             (SecretError::Envelope(EnvelopeError::Integrity).into(), 500),
             (ApiError::Store(StoreError::from(io())), 503),
             (ApiError::Audit(AuditError::Unavailable), 503),
+            (
+                SecretError::Envelope(EnvelopeError::Kms(KmsError::Rejected("x".into()))).into(),
+                503,
+            ),
+            (
+                SecretError::Envelope(EnvelopeError::Kms(KmsError::UnknownKey("x".into()))).into(),
+                500,
+            ),
+            (RewrapError::Invalid("to: x".into()).into(), 400),
+            (RewrapError::BadCursor.into(), 400),
+            (
+                RewrapError::Kms(KmsError::Unavailable("x".into())).into(),
+                503,
+            ),
+            (RewrapError::Storage(StoreError::from(io())).into(), 503),
         ];
         for (error, status) in cases {
             assert_eq!(error.status_code().as_u16(), status, "case: {error:?}");

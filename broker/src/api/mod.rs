@@ -8,6 +8,7 @@ mod audit;
 mod backends;
 mod error;
 mod json;
+mod kms;
 mod leases;
 mod middleware;
 mod revocations;
@@ -33,6 +34,7 @@ use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::Kms;
 use crate::dynamic::{BackendService, LeaseService, RoleService};
 use crate::revocations::RevocationService;
+use crate::rewrap::RewrapService;
 use crate::secrets::SecretService;
 use crate::store::Store;
 
@@ -56,6 +58,7 @@ pub struct AppState {
     pub revocations: RevocationService,
     /// How long a mass revocation's fence holds by default.
     pub revocation_fence: std::time::Duration,
+    pub rewrap: RewrapService,
 }
 
 #[derive(OpenApi)]
@@ -104,6 +107,8 @@ pub fn app(
         .service(sys::health)
         .service(sys::metrics)
         .service(sys::whoami)
+        .service(kms::kms_status)
+        .service(kms::rewrap)
         .service(access::tokens::mint_token)
         .service(access::tokens::token_info)
         .service(access::tokens::revoke_token)

@@ -45,6 +45,7 @@ pub enum EventType {
     RevocationComplete,
     RevocationFailures,
     RevocationFenceLift,
+    KmsRewrap,
 }
 
 impl EventType {
@@ -84,6 +85,7 @@ impl EventType {
             Self::RevocationComplete => "REVOCATION_COMPLETE",
             Self::RevocationFailures => "REVOCATION_FAILURES",
             Self::RevocationFenceLift => "REVOCATION_FENCE_LIFT",
+            Self::KmsRewrap => "KMS_REWRAP",
         }
     }
 }

@@ -11,7 +11,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::crypto::KeyRingError;
-use crate::settings::KmsSettings;
+use crate::settings::{KmsProvider, KmsSettings};
 
 pub struct TokenHmac {
     key: Zeroizing<[u8; 32]>,
@@ -24,17 +24,20 @@ impl std::fmt::Debug for TokenHmac {
 }
 
 impl TokenHmac {
-    /// The key beside the KMS configuration: `<key_file>.audit-hmac` for the local key ring, a
-    /// random in-memory key for an ephemeral one.
+    /// The key beside the KMS configuration: `kms.audit_hmac_key_file` when set, else
+    /// `<key_file>.audit-hmac` beside the local key ring, a random in-memory key for an
+    /// ephemeral one.
     ///
     /// # Errors
     /// When the key file cannot be read, created, or is readable by others.
     pub fn for_kms(settings: &KmsSettings) -> Result<Self, KeyRingError> {
-        match settings {
-            KmsSettings::Local { key_file } => {
+        match (&settings.audit_hmac_key_file, &settings.key_file) {
+            (Some(path), _) => Self::load_or_create(path),
+            _ if settings.provider == KmsProvider::Ephemeral => Ok(Self::random()),
+            (None, Some(key_file)) => {
                 Self::load_or_create(&PathBuf::from(format!("{}.audit-hmac", key_file.display())))
             }
-            KmsSettings::Ephemeral => Ok(Self::random()),
+            (None, None) => Ok(Self::random()),
         }
     }
 
@@ -97,9 +100,7 @@ mod tests {
     #[test]
     fn fingerprints_are_stable_per_key_and_reveal_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let settings = KmsSettings::Local {
-            key_file: dir.path().join("master.key"),
-        };
+        let settings = KmsSettings::local(dir.path().join("master.key"));
         let first = TokenHmac::for_kms(&settings).expect("create");
         let again = TokenHmac::for_kms(&settings).expect("load");
         let token = "lh_example-token-text";

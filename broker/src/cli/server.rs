@@ -75,7 +75,9 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         settings.listen = listen;
     }
 
-    let kms = startup::kms_from_settings(&settings.kms).map_err(CliError::other)?;
+    let kms = startup::kms_from_settings(&settings.kms)
+        .await
+        .map_err(CliError::other)?;
     let store = startup::open_store(&settings)
         .await
         .map_err(CliError::other)?;

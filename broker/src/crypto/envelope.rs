@@ -7,8 +7,6 @@
 //! version) followed by that key id, so a ciphertext copied onto another row fails to open.
 //! Re-wrapping a data key under another master key changes the wrapped key, never the ciphertext.
 
-use std::time::Instant;
-
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
@@ -89,10 +87,7 @@ pub async fn seal(
     plaintext: &[u8],
 ) -> Result<Sealed, EnvelopeError> {
     let data_key = DataKey::generate();
-    let started = Instant::now();
-    let wrapped = kms.wrap(&data_key, binding).await;
-    record_kms("wrap", kms.provider(), started, wrapped.is_ok());
-    let wrapped_key = wrapped?;
+    let wrapped_key = kms.wrap(&data_key, binding).await?;
 
     let key_id = wrapped_key.key_id.as_bytes();
     let key_id_len = u8::try_from(key_id.len()).map_err(|_| EnvelopeError::Integrity)?;
@@ -147,10 +142,7 @@ pub async fn open(
     let (nonce, sealed) = rest.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| EnvelopeError::Integrity)?;
 
-    let started = Instant::now();
-    let unwrapped = kms.unwrap(wrapped_key, binding).await;
-    record_kms("unwrap", kms.provider(), started, unwrapped.is_ok());
-    let data_key = unwrapped?;
+    let data_key = kms.unwrap(wrapped_key, binding).await?;
 
     let cipher = Aes256Gcm::new(data_key.expose().into());
     let aad = associated_data(binding, sealing_key_id);
@@ -164,15 +156,6 @@ pub async fn open(
         )
         .map(Zeroizing::new)
         .map_err(|_| EnvelopeError::Integrity)
-}
-
-fn record_kms(operation: &'static str, provider: &'static str, started: Instant, ok: bool) {
-    metrics::histogram!("leasehold_kms_operation_duration_seconds", "provider" => provider, "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
-    if !ok {
-        metrics::counter!("leasehold_kms_errors_total", "provider" => provider, "operation" => operation)
-            .increment(1);
-    }
 }
 
 #[cfg(test)]

@@ -176,10 +176,6 @@ impl LocalKms {
         Ok(id)
     }
 
-    pub fn active_key_id(&self) -> &str {
-        &self.active_key_id
-    }
-
     fn encode(&self) -> Zeroizing<Vec<u8>> {
         let file = KeyRingFile {
             active_key_id: self.active_key_id.clone(),
@@ -240,11 +236,24 @@ impl Kms for LocalKms {
         "local"
     }
 
-    async fn wrap(&self, key: &DataKey, binding: &Binding) -> Result<WrappedKey, KmsError> {
-        let cipher = self.cipher(&self.active_key_id)?;
+    fn active_key(&self) -> &str {
+        &self.active_key_id
+    }
+
+    fn holds(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    async fn wrap_under(
+        &self,
+        key_id: &str,
+        key: &DataKey,
+        binding: &Binding,
+    ) -> Result<WrappedKey, KmsError> {
+        let cipher = self.cipher(key_id)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce[..]);
-        let aad = wrap_aad(binding, &self.active_key_id);
+        let aad = wrap_aad(binding, key_id);
         let sealed = cipher
             .encrypt(
                 &Nonce::from(nonce),
@@ -257,7 +266,7 @@ impl Kms for LocalKms {
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
         Ok(WrappedKey {
-            key_id: self.active_key_id.clone(),
+            key_id: key_id.to_owned(),
             blob,
         })
     }
@@ -307,7 +316,7 @@ mod tests {
 
         let new_id = LocalKms::rotate_file(&path).expect("rotate");
         let rotated = LocalKms::load(&path).expect("reload");
-        assert_eq!(rotated.active_key_id(), new_id);
+        assert_eq!(rotated.active_key(), new_id);
         assert_ne!(old.key_id, new_id);
         let unwrapped = rotated
             .unwrap(&old, &binding)

@@ -24,7 +24,7 @@ pub use backends::{BackendService, BackendView};
 pub use error::DynamicError;
 pub use expiry::{ScheduledLeases, publish_lease_gauges};
 pub use leases::{IssueRequest, IssuedLease, LeaseService, LeaseView, RenewedLease};
-pub use registry::PluginRegistry;
+pub use registry::{PluginRegistry, password_binding};
 pub use role_definition::{PasswordPolicyConfig, PutRole, RoleDefinition};
 pub use roles::{Role, RoleService, RoleView};
 

@@ -10,6 +10,7 @@
 mod access;
 mod audit;
 mod backends;
+mod envelopes;
 mod leases;
 mod revocations;
 mod roles;
@@ -29,6 +30,7 @@ use sqlx::{Connection, PgPool, SqlitePool, Transaction};
 pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
+pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
 pub use leases::{
     ACTIVE, IRREVOCABLE, JournalEffect, LeaseFilter, LeaseOutcome, LeaseRow, PENDING, REVOKED,
 };

@@ -81,9 +81,7 @@ impl TestDb {
             max_connections: 8,
             max_value_bytes: 64 * 1024,
             tls: None,
-            kms: KmsSettings::Local {
-                key_file: self.key_file(),
-            },
+            kms: KmsSettings::local(self.key_file()),
             alert_webhook_url: self.alert_webhook_url.clone(),
             audit_timeout_ms: 2000,
             audit_sink: self.audit_sink.clone(),
@@ -148,7 +146,9 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
 /// Starts a server on `db`; a restart passes the token of the previous run.
 async fn start(db: Arc<TestDb>, token: Option<String>) -> TestApp {
     let settings = db.settings();
-    let kms: Arc<dyn Kms> = startup::kms_from_settings(&settings.kms).expect("kms");
+    let kms: Arc<dyn Kms> = startup::kms_from_settings(&settings.kms)
+        .await
+        .expect("kms");
     let store = startup::open_store(&settings).await.expect("store");
     let app = Application::build(&settings, store.clone(), kms).expect("build");
     let addr = format!("http://127.0.0.1:{}", app.port());
