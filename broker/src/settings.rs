@@ -139,7 +139,7 @@ impl KmsProvider {
 /// The KMS configuration: the provider that wraps new data keys, and every provider that can
 /// still unwrap old ones. Keeping the previous provider configured beside the new one is what
 /// lets `leasehold kms rewrap` migrate a store between them online.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KmsSettings {
     pub provider: KmsProvider,
@@ -159,7 +159,7 @@ pub struct KmsSettings {
 }
 
 /// An AWS KMS key and how to reach it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsKmsSettings {
     /// Key id, key ARN or `alias/…`.

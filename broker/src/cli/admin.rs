@@ -1,5 +1,5 @@
 //! Operator commands that work on the store and key files directly, not through the API:
-//! `migrate`, `operator init`, `kms rotate-local-key`.
+//! `migrate`, `operator init`.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,6 @@ use secrecy::ExposeSecret;
 
 use super::CliError;
 use crate::auth::{MintRequest, TokenService};
-use crate::crypto::LocalKms;
 use crate::domain::Tenant;
 use crate::settings::Settings;
 use crate::startup;
@@ -32,17 +31,6 @@ pub enum OperatorCommand {
         /// Print `{"token": …, "principal": …}` instead of text.
         #[arg(long)]
         json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KmsCommand {
-    /// Add a fresh master key to a local key ring and make it the one new writes use; older
-    /// keys stay in the ring so every existing version still reads.
-    RotateLocalKey {
-        /// The key-ring file (`kms.key_file` in the configuration, `master.key` in dev).
-        #[arg(long)]
-        key_file: PathBuf,
     },
 }
 
@@ -87,12 +75,5 @@ pub async fn operator(command: OperatorCommand) -> Result<(), CliError> {
         );
         println!("{}", issued.token.expose_secret());
     }
-    Ok(())
-}
-
-pub fn kms(command: KmsCommand) -> Result<(), CliError> {
-    let KmsCommand::RotateLocalKey { key_file } = command;
-    let id = LocalKms::rotate_file(&key_file).map_err(CliError::other)?;
-    println!("New writes now use master key {id}; restart the broker to pick it up.");
     Ok(())
 }

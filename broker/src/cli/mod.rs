@@ -12,6 +12,7 @@ mod bench_leases;
 mod bench_revoke;
 mod client;
 mod dynamic;
+mod kms;
 mod output;
 mod revoke_mass;
 mod secret;
@@ -45,9 +46,10 @@ enum Command {
     /// Operator tasks on a store (initialisation).
     #[command(subcommand)]
     Operator(admin::OperatorCommand),
-    /// Master-key management for the local KMS provider.
+    /// Master keys: rotate the local key ring, see which keys wrap the stored data keys,
+    /// re-wrap them under the active key.
     #[command(subcommand)]
-    Kms(admin::KmsCommand),
+    Kms(kms::KmsCommand),
     /// Policies and the policy simulator.
     #[command(subcommand)]
     Policy(access::PolicyCommand),
@@ -121,7 +123,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Server(args) => server::run(args).await,
         Command::Migrate(args) => admin::migrate(args).await,
         Command::Operator(command) => admin::operator(command).await,
-        Command::Kms(command) => admin::kms(command),
+        Command::Kms(command) => kms::run(&cli.client, command).await,
         Command::Policy(command) => access::policy(&cli.client, command).await,
         Command::Token(command) => access::token(&cli.client, command).await,
         Command::Group(command) => access::group(&cli.client, command).await,

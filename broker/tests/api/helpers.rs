@@ -37,6 +37,8 @@ pub struct TestDb {
     pub alert_webhook_url: Option<String>,
     pub audit_sink: Option<leasehold_broker::audit::SinkSettings>,
     pub revocation_retry_budget_seconds: u64,
+    /// The KMS configuration of the next start, when not the local key ring in `dir`.
+    kms: std::sync::Mutex<Option<KmsSettings>>,
 }
 
 impl TestDb {
@@ -67,7 +69,13 @@ impl TestDb {
             alert_webhook_url: None,
             audit_sink: None,
             revocation_retry_budget_seconds: 24 * 3600,
+            kms: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Starts every later server (restarts, replicas) with this KMS configuration.
+    pub fn set_kms(&self, kms: KmsSettings) {
+        *self.kms.lock().expect("kms settings") = Some(kms);
     }
 
     pub fn key_file(&self) -> PathBuf {
@@ -81,7 +89,12 @@ impl TestDb {
             max_connections: 8,
             max_value_bytes: 64 * 1024,
             tls: None,
-            kms: KmsSettings::local(self.key_file()),
+            kms: self
+                .kms
+                .lock()
+                .expect("kms settings")
+                .clone()
+                .unwrap_or_else(|| KmsSettings::local(self.key_file())),
             alert_webhook_url: self.alert_webhook_url.clone(),
             audit_timeout_ms: 2000,
             audit_sink: self.audit_sink.clone(),
@@ -132,6 +145,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     db.alert_webhook_url = settings.alert_webhook_url;
     db.audit_sink = settings.audit_sink;
     db.revocation_retry_budget_seconds = settings.revocation_retry_budget_seconds;
+    db.set_kms(settings.kms);
     let db = Arc::new(db);
     let mut app = start(db, None).await;
     let tenant = Tenant::default_tenant();
@@ -145,10 +159,16 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
 
 /// Starts a server on `db`; a restart passes the token of the previous run.
 async fn start(db: Arc<TestDb>, token: Option<String>) -> TestApp {
-    let settings = db.settings();
-    let kms: Arc<dyn Kms> = startup::kms_from_settings(&settings.kms)
+    let kms: Arc<dyn Kms> = startup::kms_from_settings(&db.settings().kms)
         .await
         .expect("kms");
+    start_with_kms(db, token, kms).await
+}
+
+/// Starts a server on `db` whose KMS providers are `kms` (a test's counting wrapper around the
+/// real ones, say); the data-key cache goes in front as always.
+pub async fn start_with_kms(db: Arc<TestDb>, token: Option<String>, kms: Arc<dyn Kms>) -> TestApp {
+    let settings = db.settings();
     let store = startup::open_store(&settings).await.expect("store");
     let app = Application::build(&settings, store.clone(), kms).expect("build");
     let addr = format!("http://127.0.0.1:{}", app.port());
