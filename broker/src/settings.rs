@@ -464,6 +464,66 @@ mod tests {
     }
 
     #[test]
+    fn aws_kms_settings_parse_and_incomplete_ones_say_what_is_missing() {
+        let aws = r#"
+            database_url = "sqlite:///tmp/x.db"
+            [kms]
+            provider = "aws-kms"
+            audit_hmac_key_file = "/etc/leasehold/audit-hmac.key"
+            [kms.aws]
+            key_id = "alias/leasehold"
+            region = "eu-west-1"
+            [kms.cache]
+            max_entries = 0
+        "#;
+        let settings: Settings = toml::from_str(aws).expect("parse");
+        settings.validate().expect("valid");
+        assert_eq!(settings.kms.provider, KmsProvider::AwsKms);
+        assert_eq!(settings.kms.cache.max_entries, 0);
+        assert_eq!(
+            settings.kms.cache.max_age_seconds, 300,
+            "defaults fill the rest"
+        );
+
+        for (text, needle, case) in [
+            (
+                aws.replace(
+                    "audit_hmac_key_file = \"/etc/leasehold/audit-hmac.key\"",
+                    "",
+                ),
+                "audit_hmac_key_file",
+                "no home for the audit HMAC key",
+            ),
+            (
+                aws.replace("[kms.aws]", "[kms.elsewhere]")
+                    .replace("key_id = \"alias/leasehold\"", "")
+                    .replace("region = \"eu-west-1\"", ""),
+                "unknown field",
+                "misspelt section",
+            ),
+            (
+                aws.replace(
+                    "region = \"eu-west-1\"",
+                    "region = \"eu-west-1\"\naccess_key_id = \"AKIA\"",
+                ),
+                "secret_access_key",
+                "half a static credential",
+            ),
+        ] {
+            let error = toml::from_str::<Settings>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.validate().map_err(|e| e.to_string()));
+            let message = error.expect_err(case);
+            assert!(message.contains(needle), "case: {case}: {message}");
+        }
+
+        let mut settings: Settings = toml::from_str(aws).expect("parse");
+        let result =
+            settings.apply_env(|name| (name == "LEASEHOLD_KMS_PROVIDER").then(|| "vault".into()));
+        assert!(matches!(result, Err(SettingsError::Env { .. })));
+    }
+
+    #[test]
     fn the_shipped_example_parses() {
         let example = include_str!("../../deploy/leasehold.example.toml");
         let settings: Settings = toml::from_str(example).expect("deploy/leasehold.example.toml");

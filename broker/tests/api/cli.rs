@@ -8,7 +8,11 @@ use tokio::process::Command;
 use crate::helpers::TestApp;
 use crate::on_both_stores;
 
-async fn leasehold(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub async fn leasehold(
+    app: &TestApp,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_leasehold"))
         .args(args)
         .env("LEASEHOLD_ADDR", &app.addr)

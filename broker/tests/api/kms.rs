@@ -12,6 +12,7 @@ use leasehold_broker::startup;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::cli::leasehold;
 use crate::helpers::{
     Backend, TestApp, contains, raw_dump, spawn_app, spawn_app_with, start_with_kms,
 };
@@ -436,5 +437,68 @@ async fn rewrap_refuses_bad_requests_and_changes_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
     }
     assert_eq!(sealed_rows(&app).await, before, "nothing changed");
+    app.cleanup().await;
+}
+
+/// The operator's path for a local key ring, through the binary: rotate the ring, restart, see
+/// the old key's rows in `kms status`, re-wrap them, and read every version back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_rotates_the_local_ring_and_rewraps_under_the_new_key() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let id = app.create_secret("prod", "cli/rewrap").await;
+    for n in 1..=3 {
+        app.put_version(&id, &format!("value-{n}"), "CURRENT").await;
+    }
+    let key_file = app.db.key_file().display().to_string();
+    let (ok, out, err) = leasehold(
+        &app,
+        &["kms", "rotate-local-key", "--key-file", &key_file],
+        None,
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("local-2"), "{out}");
+    let app = app.restart().await;
+
+    let (ok, out, err) = leasehold(&app, &["kms", "status"], None).await;
+    assert!(ok, "{out} {err}");
+    assert!(
+        out.contains("local-2") && out.contains("3 data keys are not under the active key"),
+        "{out}"
+    );
+
+    let (ok, out, err) = leasehold(
+        &app,
+        &[
+            "--json",
+            "kms",
+            "rewrap",
+            "--to",
+            "local-2",
+            "--batch-size",
+            "2",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    let summary: Value = serde_json::from_str(&out).expect("json summary");
+    assert_eq!(summary["rewrapped"], 3, "{summary}");
+    assert_eq!(summary["remaining"], 0, "{summary}");
+    assert_eq!(not_under_active_key(&app).await, 0);
+
+    let (ok, out, err) = leasehold(&app, &["kms", "rewrap", "--to", "local-1"], None).await;
+    assert!(
+        !ok,
+        "re-wrapping under a key that is not the active one is refused: {out}"
+    );
+    assert!(err.contains("make `local-1` the active key first"), "{err}");
+    for n in 1..=3 {
+        let (status, read) = app
+            .get(&format!("/v1/secrets/prod/cli/rewrap?version={n}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        assert_eq!(read["value"], format!("value-{n}"));
+    }
     app.cleanup().await;
 }
