@@ -14,7 +14,8 @@
 //!    keys held for a bounded time in the data-key cache.
 //! 5. **`store`** — SQLite or PostgreSQL through sqlx; migrations in `migrations/`.
 //!
-//! `rewrap` moves stored data keys to another master key without touching ciphertext.
+//! `rotation` runs the nine-step overlap rotation of secrets and static database roles, and
+//! its scheduler. `rewrap` moves stored data keys to another master key without touching ciphertext.
 //! `startup` wires these together and runs the server; `cli` is the `leasehold` binary's
 //! command line (server, client commands, benchmarks).
 
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod private_file;
 pub mod revocations;
 pub mod rewrap;
+pub mod rotation;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

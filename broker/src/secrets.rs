@@ -321,6 +321,33 @@ impl SecretService {
         })
     }
 
+    /// Decrypts version `version` of `secret` for the broker's own use; readers go through
+    /// [`Self::fetch_for_read`] and [`Self::reveal`].
+    ///
+    /// # Errors
+    /// As [`Self::reveal`].
+    pub async fn open_version(
+        &self,
+        secret: &SecretRow,
+        version: VersionNumber,
+    ) -> Result<SecretString, SecretError> {
+        let selected = self.store.select_version(secret.id, version).await?;
+        let invalid = |_| SecretError::Envelope(EnvelopeError::Integrity);
+        let tenant = Tenant::parse(&secret.tenant).map_err(invalid)?;
+        let environment = Environment::parse(&secret.environment).map_err(invalid)?;
+        let path = SecretPath::parse(&secret.path).map_err(invalid)?;
+        Ok(self
+            .reveal(
+                &tenant,
+                &environment,
+                &path,
+                VersionSelector::Number(version),
+                selected,
+            )
+            .await?
+            .value)
+    }
+
     /// Points `alias` at `version` if it now points at `expected` (compare-and-swap).
     ///
     /// # Errors

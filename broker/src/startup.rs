@@ -19,6 +19,7 @@ use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService, 
 use crate::policy::PolicyCache;
 use crate::revocations::{JobRunner, RevocationService};
 use crate::rewrap::RewrapService;
+use crate::rotation::{RotationRunner, RotationService, StaticRoleService};
 use crate::secrets::SecretService;
 use crate::settings::{KmsProvider, KmsSettings, Settings, SettingsError};
 use crate::store::{Store, StoreError};
@@ -99,6 +100,7 @@ pub struct Application {
     state: web::Data<AppState>,
     scheduler: Scheduler<ScheduledLeases, LeaseService>,
     revocation_runner: Arc<JobRunner>,
+    rotation_runner: RotationRunner,
 }
 
 /// Names this process's scheduler claims: host, process id and a random suffix.
@@ -142,6 +144,14 @@ impl Application {
             .map(|sink| JsonLinesSink::new(sink, settings.audit_timeout()));
         let audit = AuditLog::start(store.clone(), settings.audit_timeout(), sink);
         let registry = Arc::new(PluginRegistry::new(store.clone(), kms.clone()));
+        let secrets = SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes);
+        let rotation = RotationService::new(
+            store.clone(),
+            secrets.clone(),
+            registry.clone(),
+            audit.clone(),
+            AlertSink::new(settings.alert_webhook_url.clone()),
+        );
         let roles = Arc::new(RoleService::new(store.clone(), registry.clone()));
         let wake_scheduler = Arc::new(tokio::sync::Notify::new());
         let leases = Arc::new(LeaseService::new(
@@ -152,7 +162,9 @@ impl Application {
             Duration::from_secs(settings.lease_intent_grace_seconds),
             wake_scheduler.clone(),
         ));
-        let mut scheduler_config = SchedulerConfig::new(replica_name());
+        let replica = replica_name();
+        let rotation_runner = RotationRunner::new(rotation.clone(), replica.clone());
+        let mut scheduler_config = SchedulerConfig::new(replica);
         scheduler_config.retry.budget =
             Duration::from_secs(settings.revocation_retry_budget_seconds);
         let wake_runner = Arc::new(tokio::sync::Notify::new());
@@ -180,7 +192,9 @@ impl Application {
             leases,
             revocations: RevocationService::new(store.clone(), audit.clone(), wake_runner),
             revocation_fence: Duration::from_secs(settings.revocation_fence_seconds),
-            secrets: SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes),
+            secrets,
+            static_roles: StaticRoleService::new(rotation.clone()),
+            rotation,
             tokens: TokenService::new(store.clone()),
             access: Access::new(PolicyCache::new(store.clone()), audit.clone()),
             audit,
@@ -219,6 +233,7 @@ impl Application {
             state,
             scheduler,
             revocation_runner,
+            rotation_runner,
         })
     }
 
@@ -242,6 +257,7 @@ impl Application {
         let server = self.server;
         let scheduler = tokio::spawn(self.scheduler.run(std::future::pending()));
         let revocation_runner = tokio::spawn(self.revocation_runner.run());
+        let rotation_runner = tokio::spawn(self.rotation_runner.run());
         let gauges = tokio::spawn(crate::dynamic::publish_lease_gauges(
             self.state.store.clone(),
             Duration::from_secs(15),
@@ -259,6 +275,7 @@ impl Application {
                 let ((), result) = tokio::join!(handle.stop(true), server);
                 scheduler.abort();
                 revocation_runner.abort();
+                rotation_runner.abort();
                 gauges.abort();
                 self.state.store.close().await;
                 tracing::info!("server stopped");

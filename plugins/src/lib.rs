@@ -57,6 +57,14 @@ pub trait CredentialBackend: Send + Sync {
         password: &secrecy::SecretString,
     ) -> Result<(), PluginError>;
 
+    /// Logs in as `username` with `password` on a connection of its own and runs a trivial
+    /// query: how a rotation proves the credential it set works before promoting it.
+    async fn check_login(
+        &self,
+        username: &str,
+        password: &secrecy::SecretString,
+    ) -> Result<(), PluginError>;
+
     /// Changes the admin login's own password; afterwards this backend connects with the new one.
     async fn rotate_admin_password(
         &self,

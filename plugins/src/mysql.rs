@@ -160,6 +160,33 @@ impl CredentialBackend for MysqlBackend {
         self.execute("SELECT 1", &[]).await
     }
 
+    async fn check_login(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), PluginError> {
+        let options = self
+            .pool
+            .connector()
+            .options
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .user(Some(username))
+            .pass(Some(password.expose_secret()));
+        let secrets = [password.expose_secret()];
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(options))
+            .await
+            .map_err(|_| PluginError::unavailable("no connection to the target within 5s"))?
+            .map_err(|e| classify(&e, &secrets))?;
+        let checked = conn
+            .query_drop("SELECT 1")
+            .await
+            .map_err(|e| classify(&e, &secrets));
+        let _ = conn.disconnect().await;
+        checked
+    }
+
     async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
         let hash = SecretString::from(mysql_native_hash(user.password.expose_secret()));
         let script = SecretString::from(script::render(

@@ -48,6 +48,16 @@ impl Connect for PgConnector {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        self.open(config).await
+    }
+
+    fn is_usable(client: &Client) -> bool {
+        !client.is_closed()
+    }
+}
+
+impl PgConnector {
+    async fn open(&self, config: tokio_postgres::Config) -> Result<Client, PluginError> {
         let connected = match &self.tls {
             None => config.connect(NoTls).await.map(|(client, connection)| {
                 tokio::spawn(connection);
@@ -64,12 +74,6 @@ impl Connect for PgConnector {
         connected.map_err(|e| classify(&e, &[]))
     }
 
-    fn is_usable(client: &Client) -> bool {
-        !client.is_closed()
-    }
-}
-
-impl PgConnector {
     fn new(connection: &Connection) -> Result<Self, PluginError> {
         let mut config = tokio_postgres::Config::new();
         config
@@ -187,6 +191,26 @@ impl CredentialBackend for PostgresBackend {
 
     async fn verify(&self) -> Result<(), PluginError> {
         self.execute("SELECT 1", &[]).await
+    }
+
+    async fn check_login(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), PluginError> {
+        let connector = self.pool.connector();
+        let mut config = connector
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        config.user(username).password(password.expose_secret());
+        let client = connector.open(config).await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e, &[password.expose_secret()]))
     }
 
     async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {

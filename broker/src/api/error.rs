@@ -13,6 +13,7 @@ use crate::audit::AuditError;
 use crate::crypto::{EnvelopeError, KmsError};
 use crate::dynamic::DynamicError;
 use crate::rewrap::RewrapError;
+use crate::rotation::RotationError;
 use crate::secrets::SecretError;
 use crate::store::StoreError;
 
@@ -43,6 +44,8 @@ pub enum ApiError {
     Dynamic(#[from] DynamicError),
     #[error(transparent)]
     Rewrap(#[from] RewrapError),
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -124,6 +127,65 @@ fn envelope_status(error: &EnvelopeError) -> (StatusCode, &'static str, &'static
     }
 }
 
+fn secret_parts(error: &SecretError) -> (StatusCode, &'static str, String, Option<String>) {
+    use SecretError as S;
+    let simple = |status, code| (status, code, error.to_string(), None);
+    match error {
+        S::SecretNotFound(_) | S::AliasUnset(_) | S::VersionNotFound(_) => {
+            simple(StatusCode::NOT_FOUND, "not_found")
+        }
+        S::VersionDisabled(_) => simple(StatusCode::NOT_FOUND, "version_disabled"),
+        S::VersionDestroyed(_) => simple(StatusCode::GONE, "version_destroyed"),
+        S::AlreadyExists(_) | S::Conflict(_) => simple(StatusCode::CONFLICT, "conflict"),
+        S::Invalid { field, message } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message.clone(),
+            Some((*field).to_owned()),
+        ),
+        S::ValueTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            error.to_string(),
+            Some("value".to_owned()),
+        ),
+        S::Storage(e) => {
+            let (status, code, message) = store_status(e);
+            (status, code, message.to_owned(), None)
+        }
+        S::Envelope(e) => {
+            let (status, code, message) = envelope_status(e);
+            (status, code, message.to_owned(), None)
+        }
+    }
+}
+
+fn rotation_parts(error: &RotationError) -> (StatusCode, &'static str, String, Option<String>) {
+    match error {
+        RotationError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone(), None),
+        RotationError::Invalid { field, message } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message.clone(),
+            Some((*field).to_owned()),
+        ),
+        RotationError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone(), None),
+        RotationError::Failed { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "rotation_failed",
+            error.to_string(),
+            None,
+        ),
+        RotationError::Secret(e) => secret_parts(e),
+        RotationError::Dynamic(e) => dynamic_parts(e),
+        RotationError::Storage(e) => {
+            let (status, code, message) = store_status(e);
+            (status, code, message.to_owned(), None)
+        }
+        RotationError::Audit(_) => audit_parts(),
+    }
+}
+
 fn rewrap_parts(error: &RewrapError) -> (StatusCode, &'static str, String, Option<String>) {
     match error {
         RewrapError::Invalid(message) => (
@@ -151,7 +213,6 @@ fn rewrap_parts(error: &RewrapError) -> (StatusCode, &'static str, String, Optio
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
-        use SecretError as S;
         let simple = |status, code, this: &Self| (status, code, this.to_string(), None);
         match self {
             Self::BadRequest { field, message } => (
@@ -171,42 +232,14 @@ impl ApiError {
                 "unsupported_media_type",
                 self,
             ),
-            Self::Secret(error) => match error {
-                S::SecretNotFound(_) | S::AliasUnset(_) | S::VersionNotFound(_) => {
-                    simple(StatusCode::NOT_FOUND, "not_found", self)
-                }
-                S::VersionDisabled(_) => simple(StatusCode::NOT_FOUND, "version_disabled", self),
-                S::VersionDestroyed(_) => simple(StatusCode::GONE, "version_destroyed", self),
-                S::AlreadyExists(_) | S::Conflict(_) => {
-                    simple(StatusCode::CONFLICT, "conflict", self)
-                }
-                S::Invalid { field, message } => (
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    message.clone(),
-                    Some((*field).to_owned()),
-                ),
-                S::ValueTooLarge { .. } => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    self.to_string(),
-                    Some("value".to_owned()),
-                ),
-                S::Storage(e) => {
-                    let (status, code, message) = store_status(e);
-                    (status, code, message.to_owned(), None)
-                }
-                S::Envelope(e) => {
-                    let (status, code, message) = envelope_status(e);
-                    (status, code, message.to_owned(), None)
-                }
-            },
+            Self::Secret(error) => secret_parts(error),
             Self::Store(e) => {
                 let (status, code, message) = store_status(e);
                 (status, code, message.to_owned(), None)
             }
             Self::Dynamic(error) => dynamic_parts(error),
             Self::Rewrap(error) => rewrap_parts(error),
+            Self::Rotation(error) => rotation_parts(error),
             Self::Audit(_) => audit_parts(),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,6 +13,7 @@ mod leases;
 mod middleware;
 mod revocations;
 mod roles;
+mod rotations;
 mod secrets;
 mod sys;
 
@@ -35,6 +36,7 @@ use crate::crypto::Kms;
 use crate::dynamic::{BackendService, LeaseService, RoleService};
 use crate::revocations::RevocationService;
 use crate::rewrap::RewrapService;
+use crate::rotation::{RotationService, StaticRoleService};
 use crate::secrets::SecretService;
 use crate::store::Store;
 
@@ -59,6 +61,8 @@ pub struct AppState {
     /// How long a mass revocation's fence holds by default.
     pub revocation_fence: std::time::Duration,
     pub rewrap: RewrapService,
+    pub rotation: RotationService,
+    pub static_roles: StaticRoleService,
 }
 
 #[derive(OpenApi)]
@@ -148,6 +152,14 @@ pub fn app(
         .service(revocations::list_revocations)
         .service(revocations::get_revocation)
         .service(revocations::lift_fence)
+        .service(rotations::list_rotations)
+        .service(rotations::overdue_rotations)
+        .service(rotations::get_rotation)
+        .service(rotations::promote_rotation)
+        .service(rotations::put_static_role)
+        .service(rotations::get_static_role)
+        .service(rotations::static_role_credentials)
+        .service(rotations::rotate_static_role)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
         // Id routes first: their first segment must be a UUID (see `secrets` module docs).
@@ -158,6 +170,10 @@ pub fn app(
         .service(secrets::disable_version)
         .service(secrets::enable_version)
         .service(secrets::destroy_version)
+        .service(rotations::put_rotation_policy)
+        .service(rotations::get_rotation_policy)
+        .service(rotations::rotate_secret)
+        .service(rotations::rollback_secret)
         .service(secrets::read_secret)
         .openapi_service(|api| {
             web::resource("/v1/openapi.json").route(web::get().to(move || {

@@ -254,7 +254,7 @@ fn secret_resource(row: &SecretRow) -> Result<Resource, ApiError> {
 }
 
 /// Looks a secret up for an id route and checks the caller may do `action` on it.
-async fn authorized_secret(
+pub(super) async fn authorized_secret(
     state: &AppState,
     caller: &Caller,
     id: Uuid,

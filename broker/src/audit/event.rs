@@ -46,6 +46,12 @@ pub enum EventType {
     RevocationFailures,
     RevocationFenceLift,
     KmsRewrap,
+    RotationPolicyChange,
+    RotationStart,
+    RotationStep,
+    RotationFailed,
+    RotationRollback,
+    StaticRoleWrite,
 }
 
 impl EventType {
@@ -86,6 +92,12 @@ impl EventType {
             Self::RevocationFailures => "REVOCATION_FAILURES",
             Self::RevocationFenceLift => "REVOCATION_FENCE_LIFT",
             Self::KmsRewrap => "KMS_REWRAP",
+            Self::RotationPolicyChange => "ROTATION_POLICY_CHANGE",
+            Self::RotationStart => "ROTATION_START",
+            Self::RotationStep => "ROTATION_STEP",
+            Self::RotationFailed => "ROTATION_FAILED",
+            Self::RotationRollback => "ROTATION_ROLLBACK",
+            Self::StaticRoleWrite => "STATIC_ROLE_WRITE",
         }
     }
 }

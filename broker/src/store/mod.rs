@@ -14,6 +14,7 @@ mod envelopes;
 mod leases;
 mod revocations;
 mod roles;
+mod rotations;
 mod secrets;
 mod tokens;
 
@@ -39,6 +40,10 @@ pub use revocations::{
     RevocationJobRow,
 };
 pub use roles::RoleRow;
+pub use rotations::{
+    OverdueRow, RUN_COMPLETED, RUN_FAILED, RUN_ROLLED_BACK, RUN_RUNNING, RotationPolicyRow,
+    RotationRunRow, StaticRoleRow,
+};
 pub use secrets::{
     AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,
     SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,

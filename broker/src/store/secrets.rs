@@ -515,6 +515,37 @@ impl Store {
         }))
     }
 
+    /// One version of a secret with its sealed value, for the broker's own use (rotation tests
+    /// the value it wrote, and restores an old one downstream on rollback).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn select_version(
+        &self,
+        secret_id: Uuid,
+        version: VersionNumber,
+    ) -> StoreResult<SelectedVersion> {
+        let found = on_pool!(self, pool => {
+            sqlx::query_as::<_, SelectedVersion>(
+                "SELECT secret_id, NULL AS alias_version, version, status, ciphertext,                  wrapped_key, kms_key_id, expires_at AS version_expires_at                  FROM secret_versions WHERE secret_id = $1 AND version = $2",
+            )
+            .bind(secret_id)
+            .bind(version)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.unwrap_or(SelectedVersion {
+            secret_id: Some(secret_id),
+            alias_version: None,
+            version: None,
+            status: None,
+            ciphertext: None,
+            wrapped_key: None,
+            kms_key_id: None,
+            version_expires_at: None,
+        }))
+    }
+
     /// # Errors
     /// Storage errors.
     pub async fn list_versions(&self, secret_id: Uuid) -> StoreResult<Vec<VersionRow>> {
