@@ -15,5 +15,11 @@ mod kubernetes;
 mod leases;
 mod moto;
 mod revocations;
+mod rotation;
+// The plugins' private scram-checking PostgreSQL, shared rather than copied; this crate uses
+// only part of it.
+#[allow(dead_code)]
+#[path = "../../../plugins/tests/conformance/scratch_postgres.rs"]
+mod scratch_postgres;
 mod secrets;
 mod targets;
