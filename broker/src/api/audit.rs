@@ -123,7 +123,7 @@ pub async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
 #[into_params(parameter_in = Query)]
 pub struct SummaryQuery {
     /// Start of the window (default: 30 days ago). For `stale-secrets`: secrets with no version
-    /// created since this time.
+    /// created since this time, and every secret past its own rotation deadline.
     since: Option<DateTime<Utc>>,
 }
 

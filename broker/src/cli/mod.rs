@@ -1,5 +1,5 @@
 //! The `leasehold` command line: `server`, operator tools (`migrate`, `operator`, `kms`), API
-//! client commands (`secret …`, `backend|role|lease …`) and `bench`. Client commands print human output by default and
+//! client commands (`secret …`, `rotation …`, `static-role …`, `backend|role|lease …`) and `bench`. Client commands print human output by default and
 //! the API's JSON with `--json`.
 
 mod access;
@@ -15,6 +15,7 @@ mod dynamic;
 mod kms;
 mod output;
 mod revoke_mass;
+mod rotation;
 mod secret;
 mod server;
 
@@ -79,6 +80,12 @@ enum Command {
     /// Leases: issue, renew, revoke and list dynamic credentials.
     #[command(subcommand)]
     Lease(dynamic::LeaseCommand),
+    /// Rotation: policies, rotate, rollback, runs, overdue secrets.
+    #[command(subcommand)]
+    Rotation(rotation::RotationCommand),
+    /// Static database roles: existing users whose passwords the broker rotates.
+    #[command(subcommand)]
+    StaticRole(rotation::StaticRoleCommand),
     /// Measure the broker against its physical limits.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -134,6 +141,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backend(command) => dynamic::backend(&cli.client, command).await,
         Command::Role(command) => dynamic::role(&cli.client, command).await,
         Command::Lease(command) => dynamic::lease(&cli.client, command).await,
+        Command::Rotation(command) => rotation::rotation(&cli.client, command).await,
+        Command::StaticRole(command) => rotation::static_role(&cli.client, command).await,
         Command::Bench(command) => bench::run(&cli.client, command).await,
     };
     match result {

@@ -295,7 +295,7 @@ fn split_location(location: &str) -> Result<(&str, &str), CliError> {
 }
 
 /// The id of SECRET, given as an id or as `environment/path`.
-async fn resolve(client: &ApiClient, secret: &str) -> Result<String, CliError> {
+pub(super) async fn resolve(client: &ApiClient, secret: &str) -> Result<String, CliError> {
     if uuid::Uuid::parse_str(secret).is_ok() {
         return Ok(secret.to_owned());
     }
@@ -317,7 +317,10 @@ async fn resolve(client: &ApiClient, secret: &str) -> Result<String, CliError> {
         .ok_or_else(|| CliError::Usage(format!("no secret at {secret}")))
 }
 
-fn read_value(value: Option<String>, file: Option<PathBuf>) -> Result<Zeroizing<String>, CliError> {
+pub(super) fn read_value(
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Zeroizing<String>, CliError> {
     let mut text = Zeroizing::new(String::new());
     match (value, file) {
         (Some(value), _) => *text = value,

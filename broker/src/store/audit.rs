@@ -316,12 +316,15 @@ impl SummaryKind {
                  AND a.event_type = 'ALIAS_PROMOTE' AND a.detail LIKE '%\"alias\":\"current\"%' \
                  GROUP BY s.owner_team ORDER BY count DESC, subject LIMIT 1000"
             }
+            // Also every secret past its own rotation deadline (`$3` is now).
             Self::StaleSecrets => {
                 "SELECT s.environment || '/' || s.path AS subject, s.latest_version AS count, \
                  MAX(v.created_at) AS last_at FROM secrets s \
                  LEFT JOIN secret_versions v ON v.secret_id = s.id \
+                 LEFT JOIN rotation_policies p ON p.secret_id = s.id \
                  WHERE s.tenant = $1 GROUP BY s.environment, s.path, s.latest_version \
                  HAVING MAX(v.created_at) IS NULL OR MAX(v.created_at) < $2 \
+                 OR MAX(p.deadline_at) < $3 \
                  ORDER BY subject LIMIT 1000"
             }
         }
@@ -330,7 +333,7 @@ impl SummaryKind {
 
 impl Store {
     /// One summary of a tenant's trail since `since` (for `StaleSecrets`: secrets with no version
-    /// newer than `since`).
+    /// newer than `since`, and secrets past their rotation deadline).
     ///
     /// # Errors
     /// Storage errors.
@@ -341,11 +344,15 @@ impl Store {
         since: DateTime<Utc>,
     ) -> StoreResult<Vec<SummaryRow>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, SummaryRow>(kind.sql())
+            let query = sqlx::query_as::<_, SummaryRow>(kind.sql())
                 .bind(tenant)
-                .bind(since)
-                .fetch_all(pool)
-                .await?
+                .bind(since);
+            let query = if kind == SummaryKind::StaleSecrets {
+                query.bind(Utc::now())
+            } else {
+                query
+            };
+            query.fetch_all(pool).await?
         }))
     }
 }

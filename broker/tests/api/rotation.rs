@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::cli::leasehold;
 use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::on_both_stores;
 use crate::scratch_postgres::{SUPERUSER, SUPERUSER_PASSWORD, ScratchPostgres};
@@ -669,4 +670,48 @@ async fn static_users_rotate_with_an_overlap_mariadb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_users_rotate_with_an_overlap_postgres() {
     static_users_rotate_with_an_overlap(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_rotates_canaries_promotes_and_rolls_back() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let id = app.create_secret("prod", "rotate/cli").await;
+    app.put_version(&id, "cli-one", "CURRENT").await;
+    let (ok, out, err) = leasehold(
+        &app,
+        &[
+            "--json",
+            "rotation",
+            "rotate",
+            "prod/rotate/cli",
+            "--value-file",
+            "-",
+            "--stop-after-next",
+        ],
+        Some("cli-two"),
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    let run: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(run["step"], "next");
+    let run_id = run["id"].as_str().expect("id");
+    let (ok, out, err) = leasehold(&app, &["rotation", "promote", run_id], None).await;
+    assert!(ok && out.contains("step overlap"), "{out} {err}");
+    let (_, current) = read(&app, "rotate/cli", "alias=current").await;
+    assert_eq!(current["value"], "cli-two");
+    let (ok, out, err) = leasehold(
+        &app,
+        &["rotation", "list", "--secret", "prod/rotate/cli"],
+        None,
+    )
+    .await;
+    assert!(ok && out.contains(run_id), "{out} {err}");
+    let (ok, out, err) = leasehold(&app, &["rotation", "rollback", "prod/rotate/cli"], None).await;
+    assert!(ok && out.contains("version 1 again"), "{out} {err}");
+    let (ok, _, err) = leasehold(&app, &["rotation", "rollback", "prod/rotate/cli"], None).await;
+    assert!(
+        !ok && err.contains("409"),
+        "a second rollback has nothing readable to go to: {err}"
+    );
+    app.cleanup().await;
 }

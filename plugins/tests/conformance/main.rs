@@ -279,6 +279,16 @@ async fn passwords_rotate(target: &dyn Target, admin: &str) {
             .await
             .is_err()
     );
+    // `check_login` is what a rotation's test step relies on: it must tell the two apart.
+    backend
+        .check_login(&username, &second)
+        .await
+        .expect("the new password logs in");
+    let refused = backend
+        .check_login(&username, &first)
+        .await
+        .expect_err("the old password is refused");
+    assert!(!refused.message.contains(first.expose_secret()));
 
     // The admin's own password: afterwards only the new one works, and the backend uses it.
     let new_admin = PasswordPolicy::default().generate();
