@@ -182,6 +182,33 @@ async fn the_canary_appears_nowhere() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     record("integrity error", status, body);
 
+    // Rotation with the canary as the new value: a canary stop, promotion, rollback, and a
+    // refused rotation.
+    let (status, run) = app
+        .post(
+            &format!("/v1/secrets/{id}/rotate"),
+            json!({"value": format!("{CANARY}-rotated"), "stopAfter": "next"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let run_id = run["id"].as_str().unwrap_or_default().to_owned();
+    record("rotate", status, run);
+    let (status, body) = app
+        .post(&format!("/v1/rotations/{run_id}/promote"), json!({}))
+        .await;
+    record("rotation promote", status, body);
+    let (status, body) = app
+        .post(
+            &format!("/v1/secrets/{id}/rotate"),
+            json!({"value": CANARY, "expectedCurrentVersion": 99}),
+        )
+        .await;
+    record("refused rotation", status, body);
+    let (status, body) = app
+        .post(&format!("/v1/secrets/{id}/rollback"), json!({}))
+        .await;
+    record("rollback", status, body);
+
     // Break-glass.
     let (status, body) = app
         .request_as(&oncall, Method::POST, "/v1/break-glass", Some(json!({"resources":["prod/canary/*"],"reason":"INC-1","ticketUrl":"https://t/1","durationMinutes":5})), &[])
