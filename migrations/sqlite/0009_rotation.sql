@@ -19,6 +19,8 @@ CREATE TABLE rotation_policies (
     generate          TEXT,
     -- The static database role whose user receives each new value.
     static_role       TEXT,
+    -- Or a webhook told of each step (it reads the new version itself, with its own token).
+    webhook           TEXT,
     next_run_at       TEXT,
     deadline_at       TEXT,
     last_rotated_at   TEXT,

@@ -6,7 +6,8 @@
 //! with it; for a plain secret, open it), (5) promote `current` from N with compare-and-swap. A
 //! run stopped after step 3 for canaries continues with `promote`. Steps 6–9 are due times on
 //! the run row that [`RotationRunner`] carries out on whichever replica claims them: (6) the
-//! overlap window ends and (7) N is retired downstream and stays PREVIOUS, (8) after the
+//! overlap window ends and (7) N is retired downstream (a webhook hears `finishSecret`) and
+//! stays PREVIOUS, (8) after the
 //! rollback window N is disabled, (9) after the retention N is destroyed. A failure before
 //! promotion disables N+1 (its value may have reached the target, so it is never reused),
 //! leaves `current` untouched, and is audited, counted and alerted on.
@@ -149,6 +150,8 @@ pub struct RotationService {
     registry: Arc<PluginRegistry>,
     audit: AuditLog,
     alerts: AlertSink,
+    /// Calls rotation webhooks (bounded, so a silent one fails its step).
+    http: reqwest::Client,
 }
 
 fn current_of(aliases: &[crate::store::AliasRow], alias: AliasName) -> Option<VersionNumber> {
@@ -166,13 +169,26 @@ impl RotationService {
         audit: AuditLog,
         alerts: AlertSink,
     ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
         Self {
             store,
             secrets,
             registry,
             audit,
             alerts,
+            http,
         }
+    }
+
+    async fn downstream(
+        &self,
+        policy: &RotationPolicy,
+        secret: &SecretRow,
+    ) -> Result<Downstream, RotationError> {
+        Downstream::of(&self.store, &self.registry, &self.http, policy, secret).await
     }
 
     pub fn secrets(&self) -> &SecretService {
@@ -280,11 +296,13 @@ impl RotationService {
                 current.map_or_else(|| "no version".to_owned(), |v| v.to_string())
             )));
         }
-        let downstream = Downstream::of(&self.store, &self.registry, &policy, secret).await?;
+        let downstream = self.downstream(&policy, secret).await?;
         let value = match (&downstream, options.value) {
-            (Downstream::None, Some(NewValue::Given(value))) => value,
-            (Downstream::None, Some(NewValue::Generate(config))) => generate(config)?,
-            (Downstream::None, None) => generate(policy.generate)?,
+            (Downstream::None | Downstream::Webhook(_), Some(NewValue::Given(value))) => value,
+            (Downstream::None | Downstream::Webhook(_), Some(NewValue::Generate(config))) => {
+                generate(config)?
+            }
+            (Downstream::None | Downstream::Webhook(_), None) => generate(policy.generate)?,
             (Downstream::StaticRole(_), Some(NewValue::Given(_))) => {
                 return Err(RotationError::invalid(
                     "value",
@@ -368,11 +386,16 @@ impl RotationService {
 
         // 2. Downstream.
         self.advance_to(&mut run, step::SET_DOWNSTREAM).await?;
-        if let Downstream::StaticRole(target) = &downstream {
-            let credential = StaticCredential::parse(&value)?;
-            if let Err(message) = target.set(&credential).await {
-                return Err(self.fail(actor, secret, run, message).await);
+        let set = match &downstream {
+            Downstream::None => Ok(()),
+            Downstream::StaticRole(target) => target.set(&StaticCredential::parse(&value)?).await,
+            Downstream::Webhook(hook) => {
+                hook.notify("setSecret", secret, created.version, current)
+                    .await
             }
+        };
+        if let Err(message) = set {
+            return Err(self.fail(actor, secret, run, message).await);
         }
 
         // 3. `next`, for canaries.
@@ -413,7 +436,7 @@ impl RotationService {
         }
         let secret = self.secret(tenant, run.secret_id).await?;
         let policy = self.policy_of(&secret).await?;
-        let downstream = Downstream::of(&self.store, &self.registry, &policy, &secret).await?;
+        let downstream = self.downstream(&policy, &secret).await?;
         self.test_and_promote(actor, &secret, run, &downstream, &policy)
             .await
     }
@@ -438,15 +461,20 @@ impl RotationService {
             Ok(value) => value,
             Err(e) => return Err(self.fail(actor, secret, run, e.to_string()).await),
         };
-        if let Downstream::StaticRole(target) = downstream {
-            let tested = match StaticCredential::parse(&value) {
+        let tested = match downstream {
+            Downstream::None => Ok(()),
+            Downstream::StaticRole(target) => match StaticCredential::parse(&value) {
                 Ok(credential) => target.test(&credential).await,
                 Err(e) => Err(e.to_string()),
-            };
-            if let Err(message) = tested {
-                self.restore_previous(secret, &run, downstream).await;
-                return Err(self.fail(actor, secret, run, message).await);
+            },
+            Downstream::Webhook(hook) => {
+                hook.notify("testSecret", secret, version, run.from_version)
+                    .await
             }
+        };
+        if let Err(message) = tested {
+            self.restore_previous(secret, &run, downstream).await;
+            return Err(self.fail(actor, secret, run, message).await);
         }
         // 5. Promote `current`, only if it is still where the run started.
         let tenant = tenant_of(secret)?;
@@ -636,9 +664,7 @@ impl RotationService {
             Err(e) => return Err(e.into()),
         };
         let policy = self.policy_of(secret).await?;
-        if let Downstream::StaticRole(target) =
-            Downstream::of(&self.store, &self.registry, &policy, secret).await?
-        {
+        if let Downstream::StaticRole(target) = self.downstream(&policy, secret).await? {
             target
                 .set(&StaticCredential::parse(&value)?)
                 .await

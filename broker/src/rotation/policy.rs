@@ -37,6 +37,11 @@ pub struct PutRotationPolicy {
     pub paused: bool,
     /// How scheduled rotations generate the new value (default: 32 letters and digits).
     pub generate: Option<PasswordPolicyConfig>,
+    /// A rotation target told of each step by a JSON POST (`setSecret`, `testSecret`,
+    /// `finishSecret`, `rollbackSecret`) naming the secret and version; it reads the version
+    /// itself with its own token, so no value travels in the webhook. Any answer but 2xx fails
+    /// the step.
+    pub webhook: Option<String>,
 }
 
 /// A validated policy, in seconds.
@@ -50,6 +55,7 @@ pub struct RotationPolicy {
     pub paused: bool,
     pub generate: PasswordPolicyConfig,
     pub static_role: Option<String>,
+    pub webhook: Option<String>,
 }
 
 /// A policy as `GET /v1/secrets/{id}/rotation` shows it.
@@ -65,6 +71,7 @@ pub struct RotationPolicyView {
     pub paused: bool,
     pub generate: PasswordPolicyConfig,
     pub static_role: Option<String>,
+    pub webhook: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub deadline_at: Option<DateTime<Utc>>,
     pub last_rotated_at: Option<DateTime<Utc>>,
@@ -129,6 +136,15 @@ impl PutRotationPolicy {
         let generate = self.generate.unwrap_or_else(default_generate);
         PasswordPolicy::new(generate.length, generate.symbols)
             .map_err(|e| RotationError::invalid("generate", e.message))?;
+        if let Some(url) = &self.webhook {
+            check_webhook(url)?;
+            if static_role.is_some() {
+                return Err(RotationError::invalid(
+                    "webhook",
+                    "webhook: a static role's secret is set on its database users; it cannot have a webhook too",
+                ));
+            }
+        }
         Ok(RotationPolicy {
             overlap_seconds: optional_seconds("overlapWindow", self.overlap_window.as_deref())?
                 .unwrap_or(DEFAULT_OVERLAP_SECONDS),
@@ -140,7 +156,23 @@ impl PutRotationPolicy {
             paused: self.paused,
             generate,
             static_role,
+            webhook: self.webhook,
         })
+    }
+}
+
+fn check_webhook(url: &str) -> Result<(), RotationError> {
+    let parsed = reqwest::Url::parse(url).ok();
+    let ok = parsed.is_some_and(|u| {
+        matches!(u.scheme(), "https" | "http") && u.host().is_some() && u.password().is_none()
+    });
+    if ok && url.len() <= 2048 {
+        Ok(())
+    } else {
+        Err(RotationError::invalid(
+            "webhook",
+            "webhook: an http(s) URL with a host and no credentials in it, e.g. \"https://deployer.internal/rotate\"",
+        ))
     }
 }
 
@@ -163,6 +195,7 @@ impl RotationPolicy {
             paused: false,
             generate: default_generate(),
             static_role: None,
+            webhook: None,
         }
     }
 
@@ -186,6 +219,7 @@ impl RotationPolicy {
             paused: row.paused,
             generate,
             static_role: row.static_role.clone(),
+            webhook: row.webhook.clone(),
         })
     }
 
@@ -211,6 +245,7 @@ impl RotationPolicy {
             paused: self.paused,
             generate: serde_json::to_string(&self.generate).ok(),
             static_role: self.static_role.clone(),
+            webhook: self.webhook.clone(),
             next_run_at: self.schedule.as_deref().and_then(|s| next_run(s, now)),
             deadline_at: self.deadline_seconds.map(|d| plus(since, d)),
             last_rotated_at,
@@ -234,6 +269,7 @@ impl RotationPolicyView {
             paused: policy.paused,
             generate: policy.generate,
             static_role: policy.static_role,
+            webhook: policy.webhook,
             next_run_at: if row.paused { None } else { row.next_run_at },
             deadline_at: row.deadline_at,
             last_rotated_at: row.last_rotated_at,

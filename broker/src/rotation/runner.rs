@@ -164,8 +164,7 @@ impl RotationRunner {
             if run.to_version.is_some() && current == run.to_version {
                 service.promoted(&actor, &secret, run, &policy, now).await?;
             } else {
-                let downstream =
-                    Downstream::of(&service.store, &service.registry, &policy, &secret).await?;
+                let downstream = service.downstream(&policy, &secret).await?;
                 service.restore_previous(&secret, &run, &downstream).await;
                 let _ = service
                     .fail(
@@ -234,11 +233,24 @@ impl RotationRunner {
         old: i64,
     ) -> Result<(), String> {
         let service = &self.service;
-        let downstream = Downstream::of(&service.store, &service.registry, policy, secret)
+        let target = match service
+            .downstream(policy, secret)
             .await
-            .map_err(|e| e.to_string())?;
-        let Downstream::StaticRole(target) = downstream else {
-            return Ok(());
+            .map_err(|e| e.to_string())?
+        {
+            Downstream::None => return Ok(()),
+            Downstream::Webhook(hook) => {
+                let aliases = service
+                    .store
+                    .list_aliases(secret.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let current = super::current_of(&aliases, AliasName::Current).unwrap_or_default();
+                return hook
+                    .notify("finishSecret", secret, current, Some(old))
+                    .await;
+            }
+            Downstream::StaticRole(target) => target,
         };
         let previous = match service.secrets.open_version(secret, old).await {
             Ok(value) => StaticCredential::parse(&value).map_err(|e| e.to_string())?,

@@ -1,5 +1,6 @@
-//! Where a rotation sets its new value: nowhere (a plain secret, whose consumers read it), or a
-//! static database role's user through its backend's plugin.
+//! Where a rotation sets its new value: nowhere (a plain secret, whose consumers read it), a
+//! static database role's user through its backend's plugin, or a webhook that is told of each
+//! step and reads the version itself.
 
 use std::sync::Arc;
 
@@ -60,9 +61,17 @@ pub struct StaticTarget {
     plugin: Arc<dyn CredentialBackend>,
 }
 
+/// A deployer told of each step by a JSON POST; it reads the version through the API with its
+/// own token (audited like any read), so the webhook never carries a value.
+pub struct WebhookTarget {
+    url: String,
+    http: reqwest::Client,
+}
+
 pub enum Downstream {
     None,
     StaticRole(StaticTarget),
+    Webhook(WebhookTarget),
 }
 
 fn scrubbed(backend: &str, error: &leasehold_plugins::PluginError) -> String {
@@ -77,9 +86,16 @@ impl Downstream {
     pub async fn of(
         store: &Store,
         registry: &PluginRegistry,
+        http: &reqwest::Client,
         policy: &RotationPolicy,
         secret: &SecretRow,
     ) -> Result<Self, RotationError> {
+        if let Some(url) = &policy.webhook {
+            return Ok(Self::Webhook(WebhookTarget {
+                url: url.clone(),
+                http: http.clone(),
+            }));
+        }
         let Some(name) = &policy.static_role else {
             return Ok(Self::None);
         };
@@ -150,6 +166,46 @@ impl StaticTarget {
             .set_password(username, &unknown)
             .await
             .map_err(|e| scrubbed(&self.backend, &e))
+    }
+}
+
+impl WebhookTarget {
+    /// Tells the webhook that `step` happened to `version` (`previous` is the version it
+    /// replaces, or replaced).
+    ///
+    /// # Errors
+    /// Why the webhook did not answer 2xx.
+    pub async fn notify(
+        &self,
+        step: &str,
+        secret: &SecretRow,
+        version: i64,
+        previous: Option<i64>,
+    ) -> Result<(), String> {
+        let body = serde_json::json!({
+            "step": step,
+            "tenant": secret.tenant,
+            "secretId": secret.id,
+            "environment": secret.environment,
+            "path": secret.path,
+            "version": version,
+            "previousVersion": previous,
+        });
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("webhook {step}: not reached: {}", e.without_url()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "webhook {step}: answered {}, not 2xx",
+                response.status()
+            ))
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub struct RotationPolicyRow {
     pub paused: bool,
     pub generate: Option<String>,
     pub static_role: Option<String>,
+    pub webhook: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub deadline_at: Option<DateTime<Utc>>,
     pub last_rotated_at: Option<DateTime<Utc>>,
@@ -79,8 +80,8 @@ pub struct StaticRoleRow {
 }
 
 const POLICY_COLUMNS: &str = "secret_id, tenant, overlap_seconds, rollback_seconds, \
-     retention_seconds, schedule, deadline_seconds, paused, generate, static_role, next_run_at, \
-     deadline_at, last_rotated_at, updated_at";
+     retention_seconds, schedule, deadline_seconds, paused, generate, static_role, webhook, \
+     next_run_at, deadline_at, last_rotated_at, updated_at";
 
 const RUN_COLUMNS: &str = "id, tenant, secret_id, trigger_kind, state, step, from_version, \
      to_version, error, overlap_ends_at, disable_at, destroy_at, next_due_at, created_by, \
@@ -97,13 +98,15 @@ impl Store {
             sqlx::query(
                 "INSERT INTO rotation_policies (secret_id, tenant, overlap_seconds, \
                  rollback_seconds, retention_seconds, schedule, deadline_seconds, paused, \
-                 generate, static_role, next_run_at, deadline_at, last_rotated_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 generate, static_role, webhook, next_run_at, deadline_at, last_rotated_at, \
+                 updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (secret_id) DO UPDATE SET overlap_seconds = excluded.overlap_seconds, \
                  rollback_seconds = excluded.rollback_seconds, \
                  retention_seconds = excluded.retention_seconds, schedule = excluded.schedule, \
                  deadline_seconds = excluded.deadline_seconds, paused = excluded.paused, \
                  generate = excluded.generate, static_role = excluded.static_role, \
+                 webhook = excluded.webhook, \
                  next_run_at = excluded.next_run_at, deadline_at = excluded.deadline_at, \
                  updated_at = excluded.updated_at",
             )
@@ -117,6 +120,7 @@ impl Store {
             .bind(row.paused)
             .bind(&row.generate)
             .bind(&row.static_role)
+            .bind(&row.webhook)
             .bind(row.next_run_at)
             .bind(row.deadline_at)
             .bind(row.last_rotated_at)

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::helpers::TestApp;
@@ -425,57 +424,6 @@ on_both_stores!(
     }
 );
 
-/// A one-shot HTTP listener that forwards every JSON body it receives.
-async fn webhook() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = socket.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buffer).into_owned();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            if let Ok(value) = serde_json::from_str(&body[..length]) {
-                                let _ = tx.send(value);
-                            }
-                            let _ = socket
-                                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                                .await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
-}
-
 async fn next_alert(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -485,7 +433,7 @@ async fn next_alert(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_grants_work_expire_and_alert() {
-    let (url, mut alerts) = webhook().await;
+    let (url, mut alerts) = crate::helpers::webhook().await;
     let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |s| {
         s.alert_webhook_url = Some(url)
     })

@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use leasehold_broker::auth::{MintRequest, TokenService};
 use leasehold_broker::crypto::Kms;
@@ -378,6 +382,66 @@ impl TestApp {
         }
         .expect("execute");
     }
+}
+
+/// An HTTP listener that forwards every JSON body it receives and answers 204.
+pub async fn webhook() -> (String, mpsc::UnboundedReceiver<Value>) {
+    webhook_answering(Arc::new(AtomicU16::new(204))).await
+}
+
+/// An HTTP listener that forwards every JSON body it receives and answers with the status held
+/// in `status` at that moment (a test switches it to make the receiver fail).
+pub async fn webhook_answering(status: Arc<AtomicU16>) -> (String, mpsc::UnboundedReceiver<Value>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            let status = status.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            if let Ok(value) = serde_json::from_str(&body[..length]) {
+                                let _ = tx.send(value);
+                            }
+                            let code = status.load(Ordering::SeqCst);
+                            let reply = format!(
+                                "HTTP/1.1 {code} Answer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                            let _ = socket.write_all(reply.as_bytes()).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
 }
 
 /// Every byte the store holds: the SQLite files, or a `pg_dump` of the test database.

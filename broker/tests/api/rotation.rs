@@ -3,13 +3,15 @@
 //! between promotion and the disable, and static database users on MariaDB and on a private
 //! PostgreSQL that really checks passwords.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cli::leasehold;
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app, webhook_answering};
 use crate::on_both_stores;
 use crate::scratch_postgres::{SUPERUSER, SUPERUSER_PASSWORD, ScratchPostgres};
 use crate::targets::{ADMIN_PASSWORD, Kind, Target};
@@ -713,5 +715,97 @@ async fn the_cli_rotates_canaries_promotes_and_rolls_back() {
         !ok && err.contains("409"),
         "a second rollback has nothing readable to go to: {err}"
     );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_hears_every_step_and_a_refusal_keeps_current() {
+    let answer = Arc::new(AtomicU16::new(204));
+    let (url, mut calls) = webhook_answering(answer.clone()).await;
+    let app = spawn_app(Backend::Sqlite).await;
+    let id = app.create_secret("prod", "rotate/hook").await;
+    app.put_version(&id, "hook-one", "CURRENT").await;
+    put_policy(
+        &app,
+        &id,
+        json!({"overlapWindow": "1s", "rollbackWindow": "1h", "webhook": url}),
+    )
+    .await;
+    let mut next_call = async || {
+        tokio::time::timeout(Duration::from_secs(10), calls.recv())
+            .await
+            .expect("a webhook call within 10 s")
+            .expect("call")
+    };
+
+    let (status, run) = app
+        .post(
+            &format!("/v1/secrets/{id}/rotate"),
+            json!({"value": "hook-two"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    for step in ["setSecret", "testSecret"] {
+        let call = next_call().await;
+        assert_eq!(
+            (
+                call["step"].as_str(),
+                call["version"].as_i64(),
+                call["previousVersion"].as_i64()
+            ),
+            (Some(step), Some(2), Some(1)),
+            "{call}"
+        );
+        assert_eq!(call["path"], "rotate/hook");
+        assert!(
+            !call.to_string().contains("hook-two"),
+            "no value travels in the webhook"
+        );
+    }
+    let finish = next_call().await;
+    assert_eq!(
+        (finish["step"].as_str(), finish["version"].as_i64()),
+        (Some("finishSecret"), Some(2)),
+        "{finish}"
+    );
+
+    // The deployer refuses: the step fails, `current` stays, the new version is disabled.
+    answer.store(500, Ordering::SeqCst);
+    let (status, body) = app
+        .post(
+            &format!("/v1/secrets/{id}/rotate"),
+            json!({"value": "hook-three"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("setSecret"),
+        "{body}"
+    );
+    let (_, current) = read(&app, "rotate/hook", "alias=current").await;
+    assert_eq!(current["value"], "hook-two");
+    assert_eq!(status_of(&metadata(&app, &id).await, 3), "DISABLED");
+
+    for (policy, case) in [
+        (json!({"webhook": "ftp://deployer/rotate"}), "not http"),
+        (
+            json!({"webhook": "https://user:pw@deployer/rotate"}),
+            "credentials in the URL",
+        ),
+        (json!({"webhook": "not a url"}), "not a URL"),
+    ] {
+        let (status, body) = app
+            .request(
+                Method::PUT,
+                &format!("/v1/secrets/{id}/rotation"),
+                Some(policy),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "case: {case}: {body}");
+        assert_eq!(body["error"]["field"], "webhook", "case: {case}");
+    }
     app.cleanup().await;
 }
