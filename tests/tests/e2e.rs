@@ -848,3 +848,101 @@ async fn a_mass_revocation_survives_a_sigkill_and_is_shared() {
     assert_eq!(cluster.users_left().await, Vec::<String>::new());
     cluster.stop().await;
 }
+
+/// The broker is killed with SIGKILL between a rotation's promotion and the disable of the old
+/// version; after a restart the disable still happens, on time.
+#[tokio::test]
+async fn a_rotation_survives_a_sigkill_before_its_disable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let args = ["--dev", "--data-dir", data_arg, "--listen", "127.0.0.1:0"];
+    let server = Server::start(&args, &[]).await;
+    let token = server.root_token.clone().expect("Root Token line");
+    let client = reqwest::Client::new();
+    let (status, created) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/secrets", server.addr),
+        &token,
+        Some(json!({"environment":"prod","path":"app/db-password","ownerTeam":"app"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (status, _) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/secrets/{id}/versions", server.addr),
+        &token,
+        Some(json!({"value":"before","status":"CURRENT"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, policy) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{}/v1/secrets/{id}/rotation", server.addr),
+        &token,
+        Some(json!({"overlapWindow":"1s","rollbackWindow":"2s"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{policy}");
+    let (status, run) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/secrets/{id}/rotate", server.addr),
+        &token,
+        Some(json!({"value":"after"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["step"], "overlap");
+    kill(&server).await;
+    drop(server);
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let server = Server::start(&args, &[]).await;
+    let run_id = run["id"].as_str().expect("run id");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/v1/rotations/{run_id}", server.addr),
+            &token,
+            None,
+        )
+        .await;
+        if now["state"] == "COMPLETED" {
+            assert_eq!(now["step"], "disabled", "{now}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the disable after the restart is late: {now}\n{}",
+            server.warnings()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, old) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/secrets/prod/app/db-password?version=1", server.addr),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{old}");
+    assert_eq!(old["error"]["code"], "version_disabled");
+    let (_, current) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/v1/secrets/prod/app/db-password", server.addr),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(current["value"], "after");
+    assert!(server.terminate().await.success());
+}
