@@ -323,7 +323,8 @@ impl Store {
     }
 
     /// Claims the run whose next step is due soonest, if any is due and unclaimed (or its claim
-    /// expired).
+    /// expired). A read finds the candidate first, so an idle poll never takes SQLite's write
+    /// lock away from the audit writer.
     ///
     /// # Errors
     /// Storage errors.
@@ -333,22 +334,29 @@ impl Store {
         now: DateTime<Utc>,
         claim_until: DateTime<Utc>,
     ) -> StoreResult<Option<RotationRunRow>> {
-        let free = "(claim_until IS NULL OR claim_until < $2)";
-        let sql = format!(
-            "UPDATE rotation_runs SET claimed_by = $1, claim_until = $3 \
-              WHERE id = (SELECT id FROM rotation_runs \
-                           WHERE next_due_at IS NOT NULL AND next_due_at <= $2 AND {free} \
-                           ORDER BY next_due_at LIMIT 1) \
-                AND next_due_at IS NOT NULL AND next_due_at <= $2 AND {free} \
+        let due = "next_due_at IS NOT NULL AND next_due_at <= $1 \
+                   AND (claim_until IS NULL OR claim_until < $1)";
+        let find = format!("SELECT id FROM rotation_runs WHERE {due} ORDER BY next_due_at LIMIT 1");
+        let claim = format!(
+            "UPDATE rotation_runs SET claimed_by = $2, claim_until = $3 WHERE {due} AND id = $4 \
              RETURNING {RUN_COLUMNS}"
         );
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, RotationRunRow>(sqlx::AssertSqlSafe(sql))
-                .bind(replica)
+            let candidate: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(find))
                 .bind(now)
-                .bind(claim_until)
                 .fetch_optional(pool)
-                .await?
+                .await?;
+            match candidate {
+                // The `UPDATE` re-checks the claim, so two replicas never both win.
+                Some(id) => sqlx::query_as::<_, RotationRunRow>(sqlx::AssertSqlSafe(claim))
+                    .bind(now)
+                    .bind(replica)
+                    .bind(claim_until)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?,
+                None => None,
+            }
         }))
     }
 
