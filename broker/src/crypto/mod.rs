@@ -14,7 +14,7 @@ mod local;
 mod providers;
 
 pub use aws::AwsKms;
-pub use cache::{CachedKms, HEALTH_REUSE};
+pub use cache::CachedKms;
 pub use envelope::{Binding, EnvelopeError, Sealed, open, seal};
 pub use kms::{DataKey, Kms, KmsError, WrappedKey};
 pub use local::{KeyRingError, LocalKms};

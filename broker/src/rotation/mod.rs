@@ -191,10 +191,6 @@ impl RotationService {
         Downstream::of(&self.store, &self.registry, &self.http, policy, secret).await
     }
 
-    pub fn secrets(&self) -> &SecretService {
-        &self.secrets
-    }
-
     /// # Errors
     /// `NotFound` for a secret outside the tenant.
     pub async fn secret(&self, tenant: &Tenant, id: Uuid) -> Result<SecretRow, RotationError> {
