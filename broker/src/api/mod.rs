@@ -162,8 +162,12 @@ pub fn app(
         .service(rotations::rotate_static_role)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
-        // Id routes first: their first segment must be a UUID (see `secrets` module docs).
+        // GET id routes before the read route: their first segment must be a UUID (see the
+        // `secrets` module docs). Every other id route comes after it, so a read never pays for
+        // their patterns (actix matches paths by regex, in order, before the method guard).
         .service(secrets::secret_metadata)
+        .service(rotations::get_rotation_policy)
+        .service(secrets::read_secret)
         .service(secrets::update_secret)
         .service(secrets::create_version)
         .service(secrets::promote_alias)
@@ -171,10 +175,8 @@ pub fn app(
         .service(secrets::enable_version)
         .service(secrets::destroy_version)
         .service(rotations::put_rotation_policy)
-        .service(rotations::get_rotation_policy)
         .service(rotations::rotate_secret)
         .service(rotations::rollback_secret)
-        .service(secrets::read_secret)
         .openapi_service(|api| {
             web::resource("/v1/openapi.json").route(web::get().to(move || {
                 let api = api.clone();

@@ -314,9 +314,7 @@ pub async fn overdue_rotations(
     responses((status = 200, body = RotationRunView), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[get(
-    "/v1/rotations/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
-)]
+#[get("/v1/rotations/{id}")]
 pub async fn get_rotation(
     state: web::Data<AppState>,
     caller: Caller,
@@ -334,9 +332,7 @@ pub async fn get_rotation(
     responses((status = 200, body = RotationRunView), (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 502, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
-#[post(
-    "/v1/rotations/{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}/promote"
-)]
+#[post("/v1/rotations/{id}/promote")]
 pub async fn promote_rotation(
     state: web::Data<AppState>,
     caller: Caller,
