@@ -108,6 +108,13 @@ pub fn app(
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(web::QueryConfig::default().error_handler(json::query_error))
         .app_data(web::PathConfig::default().error_handler(json::path_error))
+        // Reads are the hot path and actix tries each route's pattern (a regex wherever a
+        // segment is dynamic) in order before it looks at the method: the read route comes
+        // first, after only the GET id routes it would otherwise shadow (their first segment
+        // must be a UUID, see the `secrets` module docs).
+        .service(secrets::secret_metadata)
+        .service(rotations::get_rotation_policy)
+        .service(secrets::read_secret)
         .service(sys::health)
         .service(sys::metrics)
         .service(sys::whoami)
@@ -162,12 +169,6 @@ pub fn app(
         .service(rotations::rotate_static_role)
         .service(secrets::create_secret)
         .service(secrets::list_secrets)
-        // GET id routes before the read route: their first segment must be a UUID (see the
-        // `secrets` module docs). Every other id route comes after it, so a read never pays for
-        // their patterns (actix matches paths by regex, in order, before the method guard).
-        .service(secrets::secret_metadata)
-        .service(rotations::get_rotation_policy)
-        .service(secrets::read_secret)
         .service(secrets::update_secret)
         .service(secrets::create_version)
         .service(secrets::promote_alias)

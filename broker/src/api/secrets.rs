@@ -2,8 +2,8 @@
 //!
 //! Routing: `/v1/secrets/{id}/…` routes match only when the first segment is a UUID; any other
 //! first segment is an environment, read as `/v1/secrets/{environment}/{path…}`. Environment
-//! names are at most 32 characters and UUIDs are 36, so the two can never be confused. The GET id
-//! routes are registered before the read route; the others after it, where reads never reach.
+//! names are at most 32 characters and UUIDs are 36, so the two can never be confused. The read route
+//! is registered first of all; only the GET id routes it would shadow come before it.
 
 use std::time::Instant;
 
