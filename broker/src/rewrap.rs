@@ -133,12 +133,16 @@ impl RewrapService {
         let active = self.kms.active_key();
         let active_id = self.kms.resolve(active).await?;
         if to == active || to == active_id {
-            Ok(active_id)
-        } else {
-            Err(RewrapError::Invalid(format!(
-                "to: new data keys are wrapped under `{active}` ({active_id}), not `{to}`; make `{to}` the active key first (kms.provider and its key in the configuration, or `leasehold kms rotate-local-key`), restart, then re-wrap to it"
-            )))
+            return Ok(active_id);
         }
+        let named = if active_id == active {
+            format!("`{active}`")
+        } else {
+            format!("`{active}` ({active_id})")
+        };
+        Err(RewrapError::Invalid(format!(
+            "to: new data keys are wrapped under {named}, not `{to}`; make `{to}` the active key first (kms.provider and its key in the configuration, or `leasehold kms rotate-local-key`), restart, then re-wrap to it"
+        )))
     }
 
     /// Re-wraps up to `limit` data keys, starting at `from`.
