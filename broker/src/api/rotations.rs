@@ -351,6 +351,25 @@ fn static_role_resource(environment: &str, name: &str) -> Resource {
     Resource::from_text(&format!("{environment}/static-roles/{name}"))
 }
 
+/// Looks a static role up and checks the caller may do `action` on its secret's resource.
+async fn authorized_static_role(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    action: Action,
+) -> Result<crate::store::StaticRoleRow, ApiError> {
+    let role = state.static_roles.find(&caller.tenant, name).await?;
+    state
+        .access
+        .authorize(
+            caller,
+            action,
+            &static_role_resource(&role.environment, name),
+        )
+        .await?;
+    Ok(role)
+}
+
 /// Create or update a static database role: existing users whose passwords the broker rotates.
 /// Needs `backends:admin` on its backend and `secrets:admin` on
 /// `<environment>/static-roles/<name>`. A new role gets a first password at once.
@@ -407,15 +426,7 @@ pub async fn get_static_role(
     caller: Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let role = state.static_roles.find(&caller.tenant, &name).await?;
-    state
-        .access
-        .authorize(
-            &caller,
-            Action::SecretsRotate,
-            &static_role_resource(&role.environment, &name),
-        )
-        .await?;
+    authorized_static_role(&state, &caller, &name, Action::SecretsRotate).await?;
     Ok(HttpResponse::Ok().json(state.static_roles.view(&caller.tenant, &name).await?))
 }
 
@@ -440,15 +451,7 @@ pub async fn static_role_credentials(
     caller: Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let role = state.static_roles.find(&caller.tenant, &name).await?;
-    state
-        .access
-        .authorize(
-            &caller,
-            Action::SecretsRead,
-            &static_role_resource(&role.environment, &name),
-        )
-        .await?;
+    let role = authorized_static_role(&state, &caller, &name, Action::SecretsRead).await?;
     let found = state
         .static_roles
         .credentials(&caller.tenant, &role)
