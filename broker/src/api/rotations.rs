@@ -493,12 +493,7 @@ pub async fn rotate_static_role(
         .rotate(
             &Actor::caller(&caller),
             &secret,
-            RotateOptions {
-                value: None,
-                expected_current: None,
-                stop_at_next: false,
-                scheduled: false,
-            },
+            RotateOptions::generated(false),
         )
         .await?;
     Ok(HttpResponse::Created().json(RotationRunView::from(run)))

@@ -143,6 +143,18 @@ pub struct RotateOptions {
     pub scheduled: bool,
 }
 
+impl RotateOptions {
+    /// A rotation to a generated value by the secret's policy, with no conditions.
+    pub fn generated(scheduled: bool) -> Self {
+        Self {
+            value: None,
+            expected_current: None,
+            stop_at_next: false,
+            scheduled,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RotationService {
     store: Store,

@@ -126,12 +126,7 @@ impl RotationRunner {
                 return;
             }
         };
-        let options = RotateOptions {
-            value: None,
-            expected_current: None,
-            stop_at_next: false,
-            scheduled: true,
-        };
+        let options = RotateOptions::generated(true);
         match self
             .service
             .rotate(&Actor::system(tenant.as_str()), &secret, options)

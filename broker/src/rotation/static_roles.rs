@@ -199,16 +199,7 @@ impl StaticRoleService {
             .await?;
         if created {
             self.rotation
-                .rotate(
-                    actor,
-                    &secret,
-                    RotateOptions {
-                        value: None,
-                        expected_current: None,
-                        stop_at_next: false,
-                        scheduled: false,
-                    },
-                )
+                .rotate(actor, &secret, RotateOptions::generated(false))
                 .await?;
         }
         self.view(tenant, name).await
