@@ -301,6 +301,35 @@ impl StoreDatabase {
     }
 }
 
+/// `leasehold … | head` closes the pipe before the command is done printing: the command ends
+/// quietly and successfully instead of panicking on the write.
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("leasehold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"sqlite://{}\"\n[kms]\nprovider = \"local\"\nkey_file = \"{}\"\n",
+            dir.path().join("store.db").display(),
+            dir.path().join("master.key").display()
+        ),
+    )
+    .expect("write config");
+    let mut migrate = Command::new(leasehold_bin())
+        .args(["migrate", "--config", config.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn migrate");
+    // The reader goes away before the command prints its one line.
+    drop(migrate.stdout.take());
+    let output = migrate.wait_with_output().await.expect("migrate");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[tokio::test]
 async fn production_server_on_postgres_with_tls() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 
 use super::CliError;
+use super::output::out;
 use crate::auth::{MintRequest, TokenService};
 use crate::domain::Tenant;
 use crate::settings::Settings;
@@ -39,7 +40,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<(), CliError> {
     let store = startup::open_store(&settings)
         .await
         .map_err(CliError::other)?;
-    println!("Store ({}) is at the latest schema.", store.dialect());
+    out!("Store ({}) is at the latest schema.", store.dialect());
     Ok(())
 }
 
@@ -64,16 +65,16 @@ pub async fn operator(command: OperatorCommand) -> Result<(), CliError> {
         .await
         .map_err(CliError::other)?;
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"token": issued.token.expose_secret(), "principal": issued.principal, "tenant": issued.tenant.as_str()})
         );
     } else {
-        println!(
+        out!(
             "Administrator token for {} (shown once; store it safely):",
             issued.principal
         );
-        println!("{}", issued.token.expose_secret());
+        out!("{}", issued.token.expose_secret());
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
 
+use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
@@ -104,13 +105,13 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
                 )
                 .await?;
             if client_args.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&page).map_err(CliError::other)?
                 );
             } else {
                 for event in page["events"].as_array().into_iter().flatten() {
-                    println!("{}", line(event));
+                    out!("{}", line(event));
                 }
             }
             Ok(())
@@ -120,14 +121,14 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
                 .call(Method::POST, "/v1/audit/verify", None::<&()>)
                 .await?;
             if client_args.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&report).map_err(CliError::other)?
                 );
             } else if report["ok"] == true {
-                println!("Audit chain intact: {} events verified", report["events"]);
+                out!("Audit chain intact: {} events verified", report["events"]);
             } else {
-                println!(
+                out!(
                     "Audit chain BROKEN at event {}: {}",
                     report["brokenAt"],
                     report["reason"].as_str().unwrap_or_default()
@@ -150,7 +151,7 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
                     )
                     .await?;
                 for event in page["events"].as_array().into_iter().flatten() {
-                    println!("{event}");
+                    out!("{event}");
                     after = event["seq"].as_i64().unwrap_or(after);
                 }
                 if page["nextCursor"].is_null() {

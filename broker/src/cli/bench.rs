@@ -14,6 +14,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
@@ -148,23 +149,30 @@ async fn read(client_args: &ClientArgs, args: ReadArgs) -> Result<(), CliError> 
         rounds,
     };
     if client_args.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(CliError::other)?
         );
     } else {
-        println!(
+        out!(
             "bench read: concurrency {}, {} rounds of {:?} per phase",
             report.concurrency,
             report.rounds.len(),
             args.duration
         );
-        println!(
+        out!(
             "{:<7} {:>12} {:>9} {:>9} {:>12} {:>9} {:>9} {:>7}",
-            "round", "trivial/s", "p50 ms", "p99 ms", "reads/s", "p50 ms", "p99 ms", "errors"
+            "round",
+            "trivial/s",
+            "p50 ms",
+            "p99 ms",
+            "reads/s",
+            "p50 ms",
+            "p99 ms",
+            "errors"
         );
         for (i, (t, r)) in report.rounds.iter().enumerate() {
-            println!(
+            out!(
                 "{:<7} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>9.3} {:>9.3} {:>7}",
                 i + 1,
                 t.throughput,
@@ -176,7 +184,7 @@ async fn read(client_args: &ClientArgs, args: ReadArgs) -> Result<(), CliError> 
                 t.errors + r.errors
             );
         }
-        println!(
+        out!(
             "median: trivial {:.0}/s, reads {:.0}/s (p50 {:.3} ms, p99 {:.3} ms): reads reach {:.0}% of the trivial route",
             report.trivial_median_rps,
             report.read_median_rps,
@@ -240,9 +248,9 @@ fn policy(client: &ClientArgs, args: &PolicyArgs) {
         "decisions_per_second": args.decisions as f64 / total.as_secs_f64(),
     });
     if client.json {
-        println!("{report:#}");
+        out!("{report:#}");
     } else {
-        println!(
+        out!(
             "bench policy: {} policies ({} statements), {} resources, {} decisions ({} allowed): p50 {:.2} µs, p99 {:.2} µs, max {:.1} µs, {:.0} decisions/s on one core",
             args.policies,
             estate.set.statement_count(),

@@ -16,6 +16,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 use super::bench_drop::{DropBenchTarget, issue_leases, plain_drop};
+use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Args)]
@@ -86,9 +87,9 @@ pub async fn expiry(client_args: &ClientArgs, args: ExpiryBenchArgs) -> Result<(
         "brokerOverPlain": ratio,
     });
     if client_args.json {
-        println!("{report:#}");
+        out!("{report:#}");
     } else {
-        println!(
+        out!(
             "bench expiry: {} leases, {} connections: plain client dropped {} users in {:.2} s; the scheduler revoked all leases in {:.2} s ({ratio:.2}× the plain client)",
             target.leases,
             target.connections,

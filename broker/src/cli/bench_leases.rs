@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::bench::{PhaseResult, median, parse_duration, percentile};
+use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Args)]
@@ -556,25 +557,32 @@ fn report(
         rounds,
     };
     if client_args.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(CliError::other)?
         );
         return Ok(());
     }
-    println!(
+    out!(
         "bench {operation}: role {}, concurrency {}, {} rounds of {:?} per phase",
         report.role,
         report.concurrency,
         report.rounds.len(),
         args.duration
     );
-    println!(
+    out!(
         "{:<7} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7}",
-        "round", "plain/s", "p50 ms", "p99 ms", "broker/s", "p50 ms", "p99 ms", "errors"
+        "round",
+        "plain/s",
+        "p50 ms",
+        "p99 ms",
+        "broker/s",
+        "p50 ms",
+        "p99 ms",
+        "errors"
     );
     for (i, (raw, broker)) in report.rounds.iter().enumerate() {
-        println!(
+        out!(
             "{:<7} {:>10.1} {:>9.2} {:>9.2} {:>10.1} {:>9.2} {:>9.2} {:>7}",
             i + 1,
             raw.throughput,
@@ -586,7 +594,7 @@ fn report(
             raw.errors + broker.errors
         );
     }
-    println!(
+    out!(
         "median: plain client {:.1}/s, broker {:.1}/s (p50 {:.2} ms, p99 {:.2} ms): the broker reaches {:.0}% of the plain client",
         report.raw_median_per_second,
         report.broker_median_per_second,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::bench_drop::{DropBenchTarget, issue_leases, plain_drop};
 use super::bench_leases::RawConn;
+use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Args)]
@@ -136,9 +137,9 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
         "mostAdminSessions": sessions,
     });
     if client_args.json {
-        println!("{report:#}");
+        out!("{report:#}");
     } else {
-        println!(
+        out!(
             "bench revoke: {} leases, {} connections: plain client dropped {} users in {:.2} s; the job revoked {} leases, every user gone, in {:.2} s ({:.2}× the plain client); at most {sessions} admin sessions (pool {pool})",
             target.leases,
             target.connections,

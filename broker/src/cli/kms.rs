@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::output::{call, print};
+use super::output::{call, out, print};
 use super::{ApiClient, CliError, ClientArgs};
 use crate::crypto::LocalKms;
 
@@ -40,7 +40,7 @@ pub async fn run(client_args: &ClientArgs, command: KmsCommand) -> Result<(), Cl
     match command {
         KmsCommand::RotateLocalKey { key_file } => {
             let id = LocalKms::rotate_file(&key_file).map_err(CliError::other)?;
-            println!(
+            out!(
                 "New writes now use master key {id} once the broker restarts; then `leasehold kms rewrap --to {id}` moves the stored data keys to it."
             );
             Ok(())

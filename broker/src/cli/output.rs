@@ -1,13 +1,42 @@
 //! Shared pieces of the client commands: calling the API, printing JSON or human output,
-//! reading a JSON document from a file or stdin.
+//! reading a JSON document from a file or stdin, and writing lines to standard output.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 
 use reqwest::Method;
 use serde_json::Value;
 
 use super::{ApiClient, CliError, ClientArgs};
+
+/// `println!` for command output (see [`write_line`]).
+macro_rules! out {
+    () => {
+        $crate::cli::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// Writes one line to standard output. A reader that went away (`leasehold audit query | head`)
+/// ends the command quietly and successfully, as Unix tools do, where `println!` would panic;
+/// any other write failure ends it with an error that says so.
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"));
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("Error: could not write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// Prints `value` as pretty JSON with `--json`, else as `human` renders it.
 pub async fn print(
@@ -16,12 +45,12 @@ pub async fn print(
     human: impl FnOnce(&Value) -> String,
 ) -> Result<(), CliError> {
     if client_args.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(CliError::other)?
         );
     } else {
-        println!("{}", human(&value));
+        out!("{}", human(&value));
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
 #[derive(Debug, Subcommand)]
@@ -255,12 +256,12 @@ pub async fn run(client_args: &ClientArgs, command: SecretCommand) -> Result<(),
     };
     let (value, text) = output;
     if json_output {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&value).map_err(CliError::other)?
         );
     } else {
-        println!("{text}");
+        out!("{text}");
     }
     Ok(())
 }

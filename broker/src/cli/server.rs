@@ -7,6 +7,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::CliError;
+use super::output::out;
 use crate::dev::DevMode;
 use crate::settings::{DEFAULT_LISTEN, Settings};
 use crate::startup::{self, Application};
@@ -94,13 +95,13 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
             .root_token(app.tokens(), args.dev_root_token.map(SecretString::from))
             .await
             .map_err(CliError::other)?;
-        println!("Leasehold dev server listening on {addr}");
-        println!("Root Token: {}", token.expose_secret());
-        println!();
-        println!("    export LEASEHOLD_ADDR={addr}");
-        println!("    export LEASEHOLD_TOKEN={}", token.expose_secret());
+        out!("Leasehold dev server listening on {addr}");
+        out!("Root Token: {}", token.expose_secret());
+        out!();
+        out!("    export LEASEHOLD_ADDR={addr}");
+        out!("    export LEASEHOLD_TOKEN={}", token.expose_secret());
     } else {
-        println!("Leasehold listening on {addr}");
+        out!("Leasehold listening on {addr}");
     }
     tracing::info!(%addr, "listening");
     app.run_until_stopped(startup::shutdown_signal())
