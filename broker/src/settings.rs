@@ -12,6 +12,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
+use leasehold_scheduler::SchedulerConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -408,7 +409,21 @@ impl Settings {
                 "max_value_bytes must be between 1 and 16777216".into(),
             ));
         }
+        if self.scheduler_claim_seconds == 0 {
+            return Err(SettingsError::Invalid(
+                "scheduler_claim_seconds must be at least 1 (a claim that lapses at once lets every replica revoke the same leases)".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The lease scheduler's configuration as replica `owner`: how long its claims hold and how
+    /// long a failing revocation is retried come from these settings.
+    pub fn scheduler_config(&self, owner: impl Into<String>) -> SchedulerConfig {
+        let mut config = SchedulerConfig::new(owner);
+        config.claim_for = std::time::Duration::from_secs(self.scheduler_claim_seconds);
+        config.retry.budget = std::time::Duration::from_secs(self.revocation_retry_budget_seconds);
+        config
     }
 
     pub fn audit_timeout(&self) -> std::time::Duration {
@@ -438,6 +453,29 @@ mod tests {
         provider = "local"
         key_file = "/etc/leasehold/master.key"
     "#;
+
+    #[test]
+    fn the_scheduler_takes_its_claim_and_retry_budget_from_the_settings() {
+        let mut settings: Settings = toml::from_str(EXAMPLE).expect("parse");
+        settings
+            .apply_env(|name| match name {
+                "LEASEHOLD_SCHEDULER_CLAIM_SECONDS" => Some("3".into()),
+                "LEASEHOLD_REVOCATION_RETRY_BUDGET_SECONDS" => Some("90".into()),
+                _ => None,
+            })
+            .expect("env");
+        let config = settings.scheduler_config("replica-a");
+        assert_eq!(config.owner, "replica-a");
+        assert_eq!(config.claim_for, std::time::Duration::from_secs(3));
+        assert_eq!(config.retry.budget, std::time::Duration::from_secs(90));
+        let defaults: Settings = toml::from_str(EXAMPLE).expect("parse");
+        assert_eq!(
+            defaults.scheduler_config("r").claim_for,
+            std::time::Duration::from_secs(60)
+        );
+        settings.scheduler_claim_seconds = 0;
+        assert!(settings.validate().is_err());
+    }
 
     #[test]
     fn file_then_environment() {

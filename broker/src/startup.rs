@@ -25,7 +25,7 @@ use crate::settings::{KmsProvider, KmsSettings, Settings, SettingsError};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::tls::{self, TlsError};
-use leasehold_scheduler::{Scheduler, SchedulerConfig};
+use leasehold_scheduler::Scheduler;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -164,9 +164,7 @@ impl Application {
         ));
         let replica = replica_name();
         let rotation_runner = RotationRunner::new(rotation.clone(), replica.clone());
-        let mut scheduler_config = SchedulerConfig::new(replica);
-        scheduler_config.retry.budget =
-            Duration::from_secs(settings.revocation_retry_budget_seconds);
+        let scheduler_config = settings.scheduler_config(replica);
         let wake_runner = Arc::new(tokio::sync::Notify::new());
         let revocation_runner = Arc::new(JobRunner::new(
             store.clone(),
