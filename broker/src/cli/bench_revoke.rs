@@ -97,7 +97,8 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
                 "job {job_id} still running after 30 minutes"
             )));
         }
-        // Each look reads the job's counts from the store; looking more often would slow the job.
+        // Each look is a request and a store read on the broker doing the job (its counts are
+        // recomputed at most once a second), so the bench looks every 50 ms, not continuously.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     sampling.store(false, Ordering::Relaxed);
