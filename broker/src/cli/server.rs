@@ -7,7 +7,6 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::CliError;
-use super::output::out;
 use crate::dev::DevMode;
 use crate::settings::{DEFAULT_LISTEN, Settings};
 use crate::startup::{self, Application};
@@ -95,16 +94,25 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
             .root_token(app.tokens(), args.dev_root_token.map(SecretString::from))
             .await
             .map_err(CliError::other)?;
-        out!("Leasehold dev server listening on {addr}");
-        out!("Root Token: {}", token.expose_secret());
-        out!();
-        out!("    export LEASEHOLD_ADDR={addr}");
-        out!("    export LEASEHOLD_TOKEN={}", token.expose_secret());
+        banner(format_args!(
+            "Leasehold dev server listening on {addr}\nRoot Token: {token}\n\n    \
+             export LEASEHOLD_ADDR={addr}\n    export LEASEHOLD_TOKEN={token}",
+            token = token.expose_secret()
+        ));
     } else {
-        out!("Leasehold listening on {addr}");
+        banner(format_args!("Leasehold listening on {addr}"));
     }
     tracing::info!(%addr, "listening");
     app.run_until_stopped(startup::shutdown_signal())
         .await
         .map_err(CliError::other)
+}
+
+/// Prints the start-up banner, best effort: unlike a command's output, a server's life does not
+/// depend on whoever reads its standard output (`leasehold server --dev | head -2` keeps serving;
+/// its logs go to standard error).
+fn banner(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
 }
