@@ -17,7 +17,7 @@ use crate::auth::{Access, BreakGlass, TokenService};
 use crate::crypto::{AwsKms, CachedKms, KeyRingError, Kms, KmsProviders, LocalKms};
 use crate::dynamic::{BackendService, LeaseService, PluginRegistry, RoleService, ScheduledLeases};
 use crate::policy::PolicyCache;
-use crate::revocations::{JobRunner, RevocationService};
+use crate::revocations::{JobRunner, JobSignals, RevocationService};
 use crate::rewrap::RewrapService;
 use crate::rotation::{RotationRunner, RotationService, StaticRoleService};
 use crate::secrets::SecretService;
@@ -165,14 +165,14 @@ impl Application {
         let replica = replica_name();
         let rotation_runner = RotationRunner::new(rotation.clone(), replica.clone());
         let scheduler_config = settings.scheduler_config(replica);
-        let wake_runner = Arc::new(tokio::sync::Notify::new());
+        let job_signals = Arc::new(JobSignals::default());
         let revocation_runner = Arc::new(JobRunner::new(
             store.clone(),
             leases.clone(),
             audit.clone(),
             AlertSink::new(settings.alert_webhook_url.clone()),
             scheduler_config.retry,
-            wake_runner.clone(),
+            job_signals.clone(),
         ));
         let scheduler = Scheduler::new(
             Arc::new(ScheduledLeases::new(
@@ -188,7 +188,7 @@ impl Application {
             backends: BackendService::new(store.clone(), registry),
             roles,
             leases,
-            revocations: RevocationService::new(store.clone(), audit.clone(), wake_runner),
+            revocations: RevocationService::new(store.clone(), audit.clone(), job_signals),
             revocation_fence: Duration::from_secs(settings.revocation_fence_seconds),
             secrets,
             static_roles: StaticRoleService::new(rotation.clone()),

@@ -193,10 +193,22 @@ async fn job_for(
     Ok(job)
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Answer once the job is no longer RUNNING, or after this long at most (`1s` to `60s`),
+    /// e.g. `30s`; without it the answer is immediate.
+    wait: Option<String>,
+}
+
+/// The longest a request may wait for a job to finish.
+const MAX_WAIT_SECONDS: u64 = 60;
+
 /// A job's state and progress: total, revoked, failed, remaining, errors by backend.
 #[utoipa::path(
     tag = "revocations",
-    params(("id" = Uuid, Path, description = "job id")),
+    params(("id" = Uuid, Path, description = "job id"), JobQuery),
     responses((status = 200, body = JobView), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)),
     security(("bearer" = []))
 )]
@@ -205,8 +217,26 @@ pub async fn get_revocation(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<Uuid>,
+    query: web::Query<JobQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = job_for(&state, &caller, id.into_inner()).await?;
+    let wait = query
+        .wait
+        .as_deref()
+        .map(|text| match Ttl::parse("wait", text) {
+            Ok(ttl) if ttl.seconds() <= MAX_WAIT_SECONDS => Ok(ttl.seconds()),
+            _ => Err(ApiError::bad_request(
+                "wait",
+                format!("wait: a duration from 1s to {MAX_WAIT_SECONDS}s, e.g. 30s"),
+            )),
+        })
+        .transpose()?;
+    let mut job = job_for(&state, &caller, id.into_inner()).await?;
+    if let Some(seconds) = wait {
+        job = state
+            .revocations
+            .wait_until_finished(&job.tenant, job.id, std::time::Duration::from_secs(seconds))
+            .await?;
+    }
     Ok(HttpResponse::Ok().json(state.revocations.view(job).await?))
 }
 

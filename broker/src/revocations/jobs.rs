@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Selector;
+use super::{JobSignals, Selector};
 use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::auth::Caller;
 use crate::dynamic::{DynamicError, LeaseView};
@@ -87,11 +87,15 @@ pub struct StartJob {
 pub struct RevocationService {
     store: Store,
     audit: AuditLog,
-    /// Wakes this replica's job runner when a job is accepted.
-    runner: Arc<Notify>,
+    /// Wakes this replica's job runner when a job is accepted; tells waiting requests when it
+    /// finished one.
+    signals: Arc<JobSignals>,
     /// Recent progress by job, with when it was computed and in which job state.
     progress: Arc<Mutex<HashMap<Uuid, Progress>>>,
 }
+
+/// How often a waiting request looks whether another replica finished its job.
+const OTHER_REPLICAS: Duration = Duration::from_millis(250);
 
 /// How long computed progress is shown before it is computed again.
 const PROGRESS_FRESH: Duration = Duration::from_secs(1);
@@ -152,11 +156,11 @@ impl JobCounts {
 }
 
 impl RevocationService {
-    pub fn new(store: Store, audit: AuditLog, runner: Arc<Notify>) -> Self {
+    pub fn new(store: Store, audit: AuditLog, signals: Arc<JobSignals>) -> Self {
         Self {
             store,
             audit,
-            runner,
+            signals,
             progress: Arc::default(),
         }
     }
@@ -241,7 +245,7 @@ impl RevocationService {
             )
             .await?;
         metrics::counter!("leasehold_revocation_jobs_total").increment(1);
-        self.runner.notify_one();
+        self.signals.accepted.notify_one();
         Ok(job)
     }
 
@@ -252,6 +256,36 @@ impl RevocationService {
             .revocation_job(tenant, id)
             .await?
             .ok_or_else(|| DynamicError::NotFound(format!("no revocation job {id}")))
+    }
+
+    /// The job once it is no longer RUNNING, or as it stands when `wait` is over. A job this
+    /// replica finishes answers at once; one another replica finishes, within
+    /// [`OTHER_REPLICAS`].
+    ///
+    /// # Errors
+    /// `NotFound` when the tenant has no such job; storage errors.
+    pub async fn wait_until_finished(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        wait: Duration,
+    ) -> Result<RevocationJobRow, DynamicError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Registered before the job is read, so a finish in between is not missed.
+            let finished = self.signals.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let job = self.find(tenant, id).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if job.state != JOB_RUNNING || left.is_zero() {
+                return Ok(job);
+            }
+            tokio::select! {
+                () = finished => {}
+                () = tokio::time::sleep(left.min(OTHER_REPLICAS)) => {}
+            }
+        }
     }
 
     /// A page of a tenant's jobs, newest first, older than `before` when given.

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 use leasehold_scheduler::{Outcome, RetryPolicy, Revoker};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::Selector;
 use super::jobs::JobCounts;
+use super::{JobSignals, Selector};
 use crate::alerts::AlertSink;
 use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::dynamic::LeaseService;
@@ -42,7 +41,7 @@ pub struct JobRunner {
     audit: AuditLog,
     alerts: AlertSink,
     retry: RetryPolicy,
-    wake: Arc<Notify>,
+    signals: Arc<JobSignals>,
 }
 
 impl JobRunner {
@@ -52,7 +51,7 @@ impl JobRunner {
         audit: AuditLog,
         alerts: AlertSink,
         retry: RetryPolicy,
-        wake: Arc<Notify>,
+        signals: Arc<JobSignals>,
     ) -> Self {
         Self {
             store,
@@ -60,7 +59,7 @@ impl JobRunner {
             audit,
             alerts,
             retry,
-            wake,
+            signals,
         }
     }
 
@@ -79,7 +78,7 @@ impl JobRunner {
             }
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
-                () = self.wake.notified() => {}
+                () = self.signals.accepted.notified() => {}
             }
         }
     }
@@ -229,6 +228,7 @@ impl JobRunner {
             let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
             metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);
             tracing::info!(job = %job.id, state, revoked, failed = failed_total, seconds, "revocation job finished");
+            self.signals.finished.notify_waiters();
             self.record(
                 AuditEvent::system(&job.tenant, EventType::RevocationComplete)
                     .detail("jobId", job.id.to_string())

@@ -95,17 +95,17 @@ fn ids(leases: &[&Lease]) -> BTreeSet<String> {
     leases.iter().map(|l| l.id.clone()).collect()
 }
 
-/// Polls the job until it leaves RUNNING or `within` passes; answers the last view.
+/// Waits (the broker holds the request) until the job leaves RUNNING or `within` passes;
+/// answers the last view.
 async fn wait_for_job(app: &TestApp, job: &str, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let (status, view) = app.get(&format!("/v1/revocations/{job}")).await;
-        assert_eq!(status, StatusCode::OK, "{view}");
-        if view["state"] != "RUNNING" || tokio::time::Instant::now() > deadline {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (status, view) = app
+        .get(&format!(
+            "/v1/revocations/{job}?wait={}s",
+            within.as_secs().clamp(1, 60)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    view
 }
 
 on_both_stores!(
@@ -476,8 +476,29 @@ async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
         );
     }
 
-    down.bring_back().await;
-    let view = wait_for_job(&app, &job, Duration::from_secs(30)).await;
+    // A wait on a job that cannot finish answers RUNNING when the wait is over.
+    let asked = tokio::time::Instant::now();
+    let view = wait_for_job(&app, &job, Duration::from_secs(1)).await;
+    assert_eq!(view["state"], "RUNNING", "{view}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        asked.elapsed()
+    );
+    for wait in ["0s", "61s", "2m", "soon", ""] {
+        let (status, body) = app.get(&format!("/v1/revocations/{job}?wait={wait}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "wait={wait}: {body}");
+        assert_eq!(body["error"]["field"], "wait", "{body}");
+    }
+
+    // A waiting request answers as soon as the job finishes, long before its wait is over.
+    let asked = tokio::time::Instant::now();
+    let (view, ()) = tokio::join!(wait_for_job(&app, &job, Duration::from_secs(60)), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        down.bring_back().await;
+    });
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_secs(45), "{waited:?}");
     assert_eq!(view["state"], "COMPLETED", "{view}");
     assert_eq!(
         (view["revoked"].clone(), view["failed"].clone()),
