@@ -5,7 +5,7 @@
 //! sampled, to show that the job never opens more connections than the backend's pool.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -63,12 +63,12 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
         .collect();
     let sampler_conn = RawConn::connect(&target.baseline_url).await?;
     let most_sessions = Arc::new(AtomicI64::new(0));
-    let sampling = Arc::new(AtomicBool::new(true));
+    let (stop_sampling, stop) = tokio::sync::oneshot::channel();
     let sampler = tokio::spawn(sample_sessions(
         sampler_conn,
         admin.clone(),
         Arc::clone(&most_sessions),
-        Arc::clone(&sampling),
+        stop,
     ));
 
     eprintln!("broker: revoking them in one job…");
@@ -82,10 +82,12 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
         .await?;
     let job_id = accepted["jobId"].as_str().unwrap_or_default().to_owned();
     let job = loop {
+        // The broker answers as soon as the job finishes: the bench neither misses the moment
+        // nor loads the broker with polls.
         let job: Value = client
             .call(
                 Method::GET,
-                &format!("/v1/revocations/{job_id}"),
+                &format!("/v1/revocations/{job_id}?wait=60s"),
                 None::<&()>,
             )
             .await?;
@@ -97,11 +99,8 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
                 "job {job_id} still running after 30 minutes"
             )));
         }
-        // Each look is a request and a store read on the broker doing the job (its counts are
-        // recomputed at most once a second), so the bench looks every 50 ms, not continuously.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    sampling.store(false, Ordering::Relaxed);
+    let _ = stop_sampling.send(());
     let mut checker = sampler
         .await
         .map_err(|e| CliError::Other(format!("session sampler: {e}")))?;
@@ -154,19 +153,21 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
     Ok(())
 }
 
-/// Samples the admin's open sessions every 25 ms while `running` holds; answers
-/// its connection (for the final count of users left).
+/// Samples the admin's open sessions every 25 ms until told to stop, then answers its
+/// connection at once (for the final count of users left).
 async fn sample_sessions(
     mut conn: RawConn,
     admin: String,
     most: Arc<AtomicI64>,
-    running: Arc<AtomicBool>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> RawConn {
-    while running.load(Ordering::Relaxed) {
+    loop {
         if let Ok(count) = conn.sessions_of(&admin).await {
             most.fetch_max(count, Ordering::Relaxed);
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::select! {
+            _ = &mut stop => return conn,
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+        }
     }
-    conn
 }
