@@ -139,6 +139,7 @@ where
         if claimed.is_empty() {
             return Ok(0);
         }
+        let claim_ms = round_started.elapsed().as_millis() as u64;
         metrics::histogram!("leasehold_scheduler_claim_batch_size").record(claimed.len() as f64);
         let leases: Vec<&S::Lease> = claimed.iter().map(|c| &c.lease).collect();
         let started = tokio::time::Instant::now();
@@ -189,6 +190,7 @@ where
             .await?;
         tracing::debug!(
             claimed = count,
+            claim_ms,
             revoke_ms = revoked_in.as_millis() as u64,
             round_ms = round_started.elapsed().as_millis() as u64,
             "scheduler round"
