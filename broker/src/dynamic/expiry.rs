@@ -31,9 +31,11 @@ impl ScheduledLeases {
         }
     }
 
-    /// One `LEASE_EXPIRE` event per tenant and batch. Best effort: the revocations happened and
-    /// are recorded on the leases; refusing to record them would not undo them.
-    async fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) {
+    /// One `LEASE_EXPIRE` event per tenant and batch, recorded in the background. Best effort:
+    /// the revocations happened and are recorded on the leases; refusing to record them would
+    /// not undo them. The scheduler does not wait for the event's commit before its next round:
+    /// under an expiry storm that wait was as long as the round's own revocations.
+    fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) {
         let mut by_tenant: HashMap<&str, (Vec<String>, Vec<String>, usize)> = HashMap::new();
         for (claimed, outcome) in outcomes {
             let entry = by_tenant.entry(&claimed.lease.tenant).or_default();
@@ -50,9 +52,12 @@ impl ScheduledLeases {
                 .detail("revoked", expired)
                 .detail("abandonedIntentsRevoked", abandoned)
                 .detail("failed", failed);
-            if let Err(error) = self.audit.record(event).await {
-                tracing::error!(%error, "could not audit a batch of expired leases");
-            }
+            let audit = self.audit.clone();
+            tokio::spawn(async move {
+                if let Err(error) = audit.record(event).await {
+                    tracing::error!(%error, "could not audit a batch of expired leases");
+                }
+            });
         }
     }
 
@@ -141,7 +146,7 @@ impl LeaseStore for ScheduledLeases {
             })
             .collect();
         self.store.complete_claimed_leases(&rows, now).await?;
-        self.audit_batch(outcomes).await;
+        self.audit_batch(outcomes);
         for (claimed, outcome) in outcomes {
             if let Outcome::Irrevocable { error } = outcome {
                 self.report_irrevocable(&claimed.lease, error).await;
