@@ -5,6 +5,7 @@
 # (events acknowledged without being written). Rounds alternate between them so that the
 # machine's noise hits both alike; medians are reported with every round.
 set -euo pipefail
+. "$(dirname "$0")/broker.sh"
 ON=$1; OFF=$2; STORE=${3:-sqlite}; C=${4:-32}; DUR=${5:-5s}; ROUNDS=${6:-5}
 DIR=$(mktemp -d /tmp/lhaudit.XXXX)
 PIDS=()
@@ -24,12 +25,7 @@ start() {
   esac
   printf 'listen = "127.0.0.1:%s"\ndatabase_url = "%s"\n[kms]\nprovider = "local"\nkey_file = "%s"\n' \
     "$port" "$url" "$dir/master.key" > "$dir/leasehold.toml"
-  $b migrate --config "$dir/leasehold.toml" >/dev/null
-  $b operator init --config "$dir/leasehold.toml" --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' > "$dir/token"
-  $b server --config "$dir/leasehold.toml" > "$dir/server.log" 2>&1 &
-  PIDS+=($!)
-  until curl -sf "http://127.0.0.1:$port/v1/sys/health" >/dev/null; do sleep 0.1; done
+  serve_broker "$b" "$dir" "$port"
   export LEASEHOLD_ADDR=http://127.0.0.1:$port LEASEHOLD_TOKEN
   LEASEHOLD_TOKEN=$(cat "$dir/token")
   $b secret create bench/audit/read --owner-team bench >/dev/null

@@ -6,6 +6,7 @@
 # per read are counted from the broker's own `leasehold_kms_calls_total`. The KMS is a moto
 # server on 127.0.0.1 ($LEASEHOLD_TEST_MOTO_SERVER or moto_server).
 set -euo pipefail
+. "$(dirname "$0")/broker.sh"
 B=$1; C=${2:-8}; DUR=${3:-5s}; ROUNDS=${4:-3}
 MOTO=${LEASEHOLD_TEST_MOTO_SERVER:-moto_server}
 DIR=$(mktemp -d /tmp/lhkms.XXXX)
@@ -48,12 +49,7 @@ start() {
       echo 'secret_access_key = "test"'
     fi
   } > "$dir/leasehold.toml"
-  $B migrate --config "$dir/leasehold.toml" >/dev/null
-  $B operator init --config "$dir/leasehold.toml" --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' > "$dir/token"
-  $B server --config "$dir/leasehold.toml" > "$dir/server.log" 2>&1 &
-  PIDS+=($!)
-  until curl -sf "http://127.0.0.1:$port/v1/sys/health" >/dev/null; do sleep 0.1; done
+  serve_broker "$B" "$dir" "$port"
   # The secret every round reads.
   LEASEHOLD_ADDR=http://127.0.0.1:$port LEASEHOLD_TOKEN=$(cat "$dir/token") \
     $B secret create bench/kms/read --owner-team bench >/dev/null
