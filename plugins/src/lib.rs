@@ -38,9 +38,16 @@ pub trait CredentialBackend: Send + Sync {
     /// Logs in with the admin credential and runs a trivial query.
     async fn verify(&self) -> Result<(), PluginError>;
 
-    /// Creates the user a lease hands out; the statements run as one unit where the target
-    /// allows it (PostgreSQL: one transaction).
-    async fn create(&self, user: &CreateUser) -> Result<(), PluginError>;
+    /// Prepares the user a lease hands out: does every part of the creation that leaves
+    /// nothing on the target if the process dies here — hashing the password and, where the
+    /// target's DDL is transactional (PostgreSQL), running the creation statements inside a
+    /// transaction not yet committed. [`PreparedUser::commit`] makes the user exist; dropping
+    /// the prepared user instead leaves nothing behind. The broker records its lease intent
+    /// while this runs and commits only once the intent is durable.
+    async fn prepare<'a>(
+        &'a self,
+        user: &CreateUser,
+    ) -> Result<Box<dyn PreparedUser + 'a>, PluginError>;
 
     /// Pushes a new expiry to the target (PostgreSQL `VALID UNTIL`); a no-op where the role
     /// has no renewal statements.
@@ -73,6 +80,15 @@ pub trait CredentialBackend: Send + Sync {
 
     /// Closes idle connections; used when a backend is reconfigured or deleted.
     async fn close(&self);
+}
+
+/// A user whose creation has run up to the step that makes it exist; see
+/// [`CredentialBackend::prepare`].
+#[async_trait]
+pub trait PreparedUser: Send {
+    /// Makes the user exist on the target (PostgreSQL: commits its transaction; MySQL: runs
+    /// the creation statements, which MySQL commits one by one).
+    async fn commit(self: Box<Self>) -> Result<(), PluginError>;
 }
 
 /// Opens the plugin `kind` for `connection`. Connections are made lazily, so this succeeds even

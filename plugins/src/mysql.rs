@@ -18,8 +18,8 @@ use crate::pool::{Connect, Pool};
 use crate::script;
 use crate::template::{Dialect, Purpose, Values, quote_literal};
 use crate::{
-    Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
-    SslMode,
+    Connection, CreateUser, CredentialBackend, PluginError, PluginKind, PreparedUser, RenewUser,
+    RevokeUser, SslMode,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -187,7 +187,10 @@ impl CredentialBackend for MysqlBackend {
         checked
     }
 
-    async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
+    async fn prepare<'a>(
+        &'a self,
+        user: &CreateUser,
+    ) -> Result<Box<dyn PreparedUser + 'a>, PluginError> {
         let hash = SecretString::from(mysql_native_hash(user.password.expose_secret()));
         let script = SecretString::from(script::render(
             Dialect::Mysql,
@@ -200,11 +203,12 @@ impl CredentialBackend for MysqlBackend {
                 expiration: Some(user.expires_at),
             },
         )?);
-        self.execute(
-            script.expose_secret(),
-            &[user.password.expose_secret(), hash.expose_secret()],
-        )
-        .await
+        Ok(Box::new(RenderedCreation {
+            backend: self,
+            script,
+            password: user.password.clone(),
+            hash,
+        }))
     }
 
     async fn renew(&self, user: &RenewUser) -> Result<(), PluginError> {
@@ -261,6 +265,27 @@ impl CredentialBackend for MysqlBackend {
 
     async fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// MySQL commits `CREATE USER` and `GRANT` on their own, so nothing runs before `commit`: the
+/// statements are rendered with the password's hash, ready to send.
+struct RenderedCreation<'a> {
+    backend: &'a MysqlBackend,
+    script: SecretString,
+    password: SecretString,
+    hash: SecretString,
+}
+
+#[async_trait]
+impl PreparedUser for RenderedCreation<'_> {
+    async fn commit(self: Box<Self>) -> Result<(), PluginError> {
+        self.backend
+            .execute(
+                self.script.expose_secret(),
+                &[self.password.expose_secret(), self.hash.expose_secret()],
+            )
+            .await
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Passwords reach PostgreSQL only as SCRAM-SHA-256 verifiers computed here, so `log_statement`
 //! never writes a usable password into the server log, and PostgreSQL spends no CPU hashing them.
-//! Creation statements run in one implicit transaction (one simple-query round trip); a batch of
+//! Creation statements run in one explicit transaction, left open until the broker has recorded
+//! the lease (one round trip for the statements, one for the `COMMIT`); a batch of
 //! revocations runs in as few round trips as it can, split across the pool's connections.
 
 use std::sync::{Mutex, PoisonError};
@@ -17,12 +18,12 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::scrub;
 use crate::hashing::scram_sha256_verifier;
-use crate::pool::{Connect, Pool};
+use crate::pool::{Connect, Pool, Pooled};
 use crate::script;
 use crate::template::{Dialect, Purpose, Values, quote_identifier, quote_literal};
 use crate::{
-    Connection, CreateUser, CredentialBackend, PluginError, PluginKind, RenewUser, RevokeUser,
-    SslMode,
+    Connection, CreateUser, CredentialBackend, PluginError, PluginKind, PreparedUser, RenewUser,
+    RevokeUser, SslMode,
 };
 
 /// SQLSTATE `undefined_object`: the role is already gone.
@@ -213,7 +214,10 @@ impl CredentialBackend for PostgresBackend {
             .map_err(|e| classify(&e, &[password.expose_secret()]))
     }
 
-    async fn create(&self, user: &CreateUser) -> Result<(), PluginError> {
+    async fn prepare<'a>(
+        &'a self,
+        user: &CreateUser,
+    ) -> Result<Box<dyn PreparedUser + 'a>, PluginError> {
         let verifier = compute_verifier(&user.password).await?;
         let script = script::render(
             Dialect::Postgres,
@@ -226,12 +230,20 @@ impl CredentialBackend for PostgresBackend {
                 expiration: Some(user.expires_at),
             },
         )?;
-        let script = SecretString::from(script);
-        self.execute(
-            script.expose_secret(),
-            &[user.password.expose_secret(), verifier.expose_secret()],
-        )
-        .await
+        let script = SecretString::from(format!("BEGIN;\n{script}"));
+        let client = self.pool.get().await?;
+        match client.batch_execute(script.expose_secret()).await {
+            Ok(()) => Ok(Box::new(OpenCreation {
+                client: Some(client),
+            })),
+            Err(e) => {
+                client.discard();
+                Err(classify(
+                    &e,
+                    &[user.password.expose_secret(), verifier.expose_secret()],
+                ))
+            }
+        }
     }
 
     async fn renew(&self, user: &RenewUser) -> Result<(), PluginError> {
@@ -284,6 +296,39 @@ impl CredentialBackend for PostgresBackend {
 
     async fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// A user created inside a transaction still open on one of the pool's connections.
+struct OpenCreation<'a> {
+    client: Option<Pooled<'a, PgConnector>>,
+}
+
+#[async_trait]
+impl PreparedUser for OpenCreation<'_> {
+    async fn commit(mut self: Box<Self>) -> Result<(), PluginError> {
+        let Some(client) = self.client.take() else {
+            return Err(PluginError::unavailable(
+                "the creation was already finished",
+            ));
+        };
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                client.discard();
+                Err(classify(&e, &[]))
+            }
+        }
+    }
+}
+
+impl Drop for OpenCreation<'_> {
+    /// Not committed: closing the connection makes PostgreSQL roll the transaction back, and
+    /// the connection never serves another request mid-transaction.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.discard();
+        }
     }
 }
 

@@ -101,6 +101,9 @@ impl Template {
         if !rest.is_empty() {
             segments.push(Segment::Text(rest.to_owned()));
         }
+        if (dialect, purpose) == (Dialect::Postgres, Purpose::Creation) {
+            check_no_transaction_control(text)?;
+        }
         Ok(Self { segments })
     }
 
@@ -169,6 +172,148 @@ fn check_allowed(
         )),
         _ => Ok(()),
     }
+}
+
+/// PostgreSQL creation statements run inside the transaction the broker commits only once the
+/// lease is recorded (see `CredentialBackend::prepare`); a statement that ended it early would
+/// let the user exist before the broker can revoke it.
+fn check_no_transaction_control(text: &str) -> Result<(), PluginError> {
+    for opening in statement_openings(text) {
+        let ends_transaction = match opening.as_slice() {
+            [first, ..]
+                if [
+                    "BEGIN",
+                    "START",
+                    "COMMIT",
+                    "END",
+                    "ROLLBACK",
+                    "ABORT",
+                    "SAVEPOINT",
+                    "RELEASE",
+                ]
+                .contains(&first.as_str()) =>
+            {
+                true
+            }
+            [first, second, ..] => first == "PREPARE" && second == "TRANSACTION",
+            _ => false,
+        };
+        if ends_transaction {
+            return Err(PluginError::invalid(format!(
+                "`{}` controls the transaction; PostgreSQL creation statements run inside the broker's own transaction, which it commits once the lease is recorded, so leave transaction control out",
+                opening.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The first two words of every statement in `sql`, upper-cased. Comments are skipped, and
+/// nothing inside a string literal, a quoted identifier or a dollar-quoted body counts.
+fn statement_openings(sql: &str) -> Vec<Vec<String>> {
+    let bytes = sql.as_bytes();
+    let mut openings = vec![Vec::new()];
+    let mut at_start = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if rest.starts_with(b"--") {
+            i += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        } else if rest.starts_with(b"/*") {
+            i += block_comment_len(rest);
+        } else if rest[0] == b'\'' || rest[0] == b'"' {
+            let escapes = rest[0] == b'\'' && i > 0 && bytes[i - 1].eq_ignore_ascii_case(&b'e');
+            i += quoted_len(rest, escapes);
+            at_start = false;
+        } else if let Some(len) = dollar_quoted_len(rest) {
+            i += len;
+            at_start = false;
+        } else if rest[0] == b';' {
+            openings.push(Vec::new());
+            at_start = true;
+            i += 1;
+        } else if rest[0].is_ascii_alphabetic() || rest[0] == b'_' {
+            let len = rest
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$'))
+                .unwrap_or(rest.len());
+            if let Some(words) = openings.last_mut()
+                && at_start
+                && words.len() < 2
+            {
+                words.push(sql[i..i + len].to_ascii_uppercase());
+            }
+            i += len;
+        } else {
+            if !rest[0].is_ascii_whitespace() {
+                at_start = false;
+            }
+            i += 1;
+        }
+    }
+    openings.retain(|words| !words.is_empty());
+    openings
+}
+
+/// `/* … */`, which nests in PostgreSQL; an unterminated one runs to the end.
+fn block_comment_len(text: &[u8]) -> usize {
+    let mut depth = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if text[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    text.len()
+}
+
+/// `'…'` or `"…"` with the quote doubled inside (and, in an `E'…'` string, backslash escapes).
+fn quoted_len(text: &[u8], backslash_escapes: bool) -> usize {
+    let quote = text[0];
+    let mut i = 1;
+    while i < text.len() {
+        if backslash_escapes && text[i] == b'\\' {
+            i += 2;
+        } else if text[i] == quote {
+            if text.get(i + 1) == Some(&quote) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    text.len()
+}
+
+/// `$tag$ … $tag$` (the tag may be empty); `None` when `text` does not open one (`$1` does not).
+fn dollar_quoted_len(text: &[u8]) -> Option<usize> {
+    if text.first() != Some(&b'$') {
+        return None;
+    }
+    let tag_len = text[1..]
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))?;
+    let tag = &text[..tag_len + 2];
+    if tag.get(1).is_some_and(u8::is_ascii_digit) || tag.last() != Some(&b'$') {
+        return None;
+    }
+    let body = &text[tag.len()..];
+    let end = body
+        .windows(tag.len())
+        .position(|window| window == tag)
+        .map_or(body.len(), |at| at + tag.len());
+    Some(tag.len() + end)
 }
 
 /// Parses every template of one purpose.
@@ -274,6 +419,30 @@ mod tests {
     }
 
     #[test]
+    fn transaction_words_inside_statements_are_not_transaction_control() {
+        let allowed = [
+            "CREATE ROLE {{name}} WITH LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}",
+            "DO $$ BEGIN EXECUTE 'GRANT r TO ' || quote_ident('x'); END $$",
+            "DO $body$ BEGIN NULL; END; $body$",
+            "COMMENT ON ROLE {{name}} IS 'begin; commit; end'",
+            "CREATE ROLE \"commit\"; -- COMMIT\nGRANT r TO {{name}}",
+            "SELECT $1; /* COMMIT; */ GRANT r TO {{name}}",
+            "COMMENT ON ROLE {{name}} IS E'it\\'s; COMMIT'",
+            "PREPARE q AS SELECT 1",
+        ];
+        for text in allowed {
+            Template::parse(Dialect::Postgres, Purpose::Creation, text)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        Template::parse(
+            Dialect::Mysql,
+            Purpose::Creation,
+            "CREATE USER {{name}}@'%'; COMMIT",
+        )
+        .expect("MySQL statements commit on their own anyway");
+    }
+
+    #[test]
     fn bad_templates_say_what_is_wrong() {
         let cases = [
             (
@@ -307,6 +476,24 @@ mod tests {
                 "revocation",
             ),
             (Dialect::Mysql, Purpose::Creation, "  ", "empty"),
+            (
+                Dialect::Postgres,
+                Purpose::Creation,
+                "CREATE ROLE {{name}}; commit",
+                "`COMMIT` controls the transaction",
+            ),
+            (
+                Dialect::Postgres,
+                Purpose::Creation,
+                "/* a comment */ END",
+                "`END` controls",
+            ),
+            (
+                Dialect::Postgres,
+                Purpose::Creation,
+                "GRANT r TO {{name}};\n  Prepare Transaction 'x'",
+                "`PREPARE TRANSACTION` controls",
+            ),
         ];
         for (dialect, purpose, text, expected) in cases {
             let error = Template::parse(dialect, purpose, text).expect_err(text);

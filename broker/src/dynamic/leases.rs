@@ -1,4 +1,5 @@
-//! Leases: issue (intent → user → audit → active), renew, revoke, read.
+//! Leases: issue (intent ‖ prepared user → committed user → audit → active), renew, revoke,
+//! read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -132,9 +133,10 @@ impl LeaseService {
         }
     }
 
-    /// Issues a credential: the lease row is written as an intent first, then the user is
-    /// created, then the event is recorded, then the lease becomes ACTIVE. A failure after the
-    /// intent revokes the user (or leaves the intent for cleanup); no user is ever orphaned.
+    /// Issues a credential: the lease row is written as an intent while the plugin prepares
+    /// the user, the user is committed once the intent is durable, then the event is recorded
+    /// and the lease becomes ACTIVE. A failure after the intent revokes the user (or leaves the
+    /// intent for cleanup); no user is ever orphaned.
     ///
     /// # Errors
     /// `Backend` when the target refuses or is down, `Audit` when the event cannot be recorded,
@@ -199,12 +201,23 @@ impl LeaseService {
                 .await;
             return Err(error);
         }
-        let written = self
-            .audit
-            .apply(JournalEffect::InsertLeaseIntent(Box::new(lease.clone())))
-            .await
-            .map_err(|_| DynamicError::Unrecorded)?;
-        if !written {
+        // The intent commits while the plugin prepares the user (hashes its password and, on
+        // PostgreSQL, runs the statements in a transaction it leaves open); the user comes to
+        // exist only at the commit after the intent is durable.
+        let password = role.definition.password_policy().generate();
+        let creation = CreateUser {
+            username: lease.username.clone(),
+            password: password.clone(),
+            expires_at: lease.expires_at,
+            statements: role.definition.creation_statements.clone(),
+        };
+        let (written, prepared) = tokio::join!(
+            self.audit
+                .apply(JournalEffect::InsertLeaseIntent(Box::new(lease.clone()))),
+            backend.plugin.prepare(&creation)
+        );
+        // Returning drops an uncommitted preparation, which leaves nothing on the target.
+        if !written.map_err(|_| DynamicError::Unrecorded)? {
             return Err(DynamicError::Conflict(
                 "a lease with this id exists already; request a new lease".into(),
             ));
@@ -212,24 +225,18 @@ impl LeaseService {
         // Checked again once the intent is durable: a mass revocation accepted meanwhile either
         // shows its fence now or finds the intent when it walks its leases.
         if let Err(error) = self.fences.check(&lease).await {
+            drop(prepared);
             self.revoke_rows(std::slice::from_ref(&lease)).await;
             self.audit_refusal(caller, EventType::LeaseIssue, &lease, &error)
                 .await;
             return Err(error);
         }
-
-        let password = role.definition.password_policy().generate();
-        let created = backend
-            .plugin
-            .create(&CreateUser {
-                username: lease.username.clone(),
-                password: password.clone(),
-                expires_at: lease.expires_at,
-                statements: role.definition.creation_statements.clone(),
-            })
-            .await;
+        let created = match prepared {
+            Ok(prepared) => prepared.commit().await,
+            Err(error) => Err(error),
+        };
         if let Err(error) = created {
-            // Part of the user may exist (a statement after CREATE failed): revoke it now.
+            // Part of the user may exist (MySQL commits statement by statement): revoke it now.
             self.revoke_rows(std::slice::from_ref(&lease)).await;
             return Err(DynamicError::backend(&role.backend, error));
         }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use chrono::Utc;
 use leasehold_plugins::password::PasswordPolicy;
 use leasehold_plugins::username::{DEFAULT_TEMPLATE, UsernameInputs, UsernameTemplate};
-use leasehold_plugins::{CreateUser, CredentialBackend, ErrorKind, RenewUser, RevokeUser};
+use leasehold_plugins::{
+    CreateUser, CredentialBackend, ErrorKind, PluginError, RenewUser, RevokeUser,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use targets::{MariadbTarget, PostgresTarget, Target};
@@ -40,6 +42,12 @@ fn creation(target: &dyn Target, username: &str, password: &SecretString) -> Cre
     }
 }
 
+/// Creates a user in one go: prepared, then committed at once (the broker records its lease
+/// intent in between).
+async fn create(backend: &dyn CredentialBackend, request: &CreateUser) -> Result<(), PluginError> {
+    backend.prepare(request).await?.commit().await
+}
+
 fn revocation(target: &dyn Target, username: &str) -> RevokeUser {
     RevokeUser {
         username: username.to_owned(),
@@ -53,8 +61,7 @@ async fn credential_lifecycle(target: &dyn Target) {
     let username = new_username(target);
     let password = PasswordPolicy::default().generate();
     let secret = password.expose_secret();
-    backend
-        .create(&creation(target, &username, &password))
+    create(&*backend, &creation(target, &username, &password))
         .await
         .expect("create");
 
@@ -102,14 +109,61 @@ async fn mariadb_credential_lifecycle() {
     credential_lifecycle(&MariadbTarget::start().await).await;
 }
 
+/// What `prepare` does leaves no user behind: the user exists only once committed, and a
+/// preparation dropped instead (the broker's intent failed, or the process died) never appears.
+async fn users_exist_only_once_committed(target: &dyn Target) {
+    let backend = target.backend(1);
+    let username = new_username(target);
+    let abandoned = backend
+        .prepare(&creation(
+            target,
+            &username,
+            &PasswordPolicy::default().generate(),
+        ))
+        .await
+        .expect("prepare");
+    assert!(
+        !target.user_exists(&username).await,
+        "the user exists before its commit"
+    );
+    drop(abandoned);
+
+    // The same name again, on the pool's only connection slot: the abandoned creation was
+    // rolled back and its connection was not handed out mid-transaction.
+    let password = PasswordPolicy::default().generate();
+    let prepared = backend
+        .prepare(&creation(target, &username, &password))
+        .await
+        .expect("prepare the same name again");
+    assert!(!target.user_exists(&username).await);
+    prepared.commit().await.expect("commit");
+    assert!(target.user_exists(&username).await);
+    target
+        .run_as(&username, password.expose_secret(), "SELECT 1")
+        .await
+        .expect("the committed user logs in");
+    let results = backend.revoke(&[revocation(target, &username)]).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    target.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgresql_users_exist_only_once_committed() {
+    users_exist_only_once_committed(&PostgresTarget::start().await).await;
+}
+
+#[tokio::test]
+async fn mariadb_users_exist_only_once_committed() {
+    users_exist_only_once_committed(&MariadbTarget::start().await).await;
+}
+
 async fn batch_revocation_isolates_failures(target: &dyn Target) {
     let backend = target.backend(4);
     let mut users = Vec::new();
     for _ in 0..120 {
         let username = new_username(target);
         let password = PasswordPolicy::default().generate();
-        backend
-            .create(&creation(target, &username, &password))
+        create(&*backend, &creation(target, &username, &password))
             .await
             .expect("create");
         users.push(revocation(target, &username));
@@ -164,7 +218,7 @@ async fn hostile_names_cannot_inject(target: &dyn Target) {
         let mut request = creation(target, name, &password);
         request.statements = target.kind().default_statements(&[]).creation;
         // Either the name is taken literally or refused; never executed.
-        if backend.create(&request).await.is_ok() {
+        if create(&*backend, &request).await.is_ok() {
             assert!(
                 target.user_exists(name).await,
                 "{name} was created under another name"
@@ -182,8 +236,7 @@ async fn hostile_names_cannot_inject(target: &dyn Target) {
         .kind()
         .default_statements(&[format!("x\"`; CREATE ROLE {pwned}; --")])
         .creation;
-    let error = backend
-        .create(&request)
+    let error = create(&*backend, &request)
         .await
         .expect_err("no such group role");
     assert_eq!(error.kind, ErrorKind::Rejected, "{error}");
@@ -213,7 +266,7 @@ async fn pool_never_exceeds_its_limit(target: &dyn Target) {
                 let username = new_username(target);
                 let request = creation(target, &username, &PasswordPolicy::default().generate());
                 tokio::spawn(
-                    async move { backend.create(&request).await.map(|()| request.username) },
+                    async move { create(&*backend, &request).await.map(|()| request.username) },
                 )
             })
             .collect();
@@ -259,8 +312,7 @@ async fn passwords_rotate(target: &dyn Target, admin: &str) {
     let backend = target.backend(2);
     let username = new_username(target);
     let first = PasswordPolicy::default().generate();
-    backend
-        .create(&creation(target, &username, &first))
+    create(&*backend, &creation(target, &username, &first))
         .await
         .expect("create");
     let second = PasswordPolicy::default().generate();
@@ -342,7 +394,7 @@ async fn postgresql_renewal_moves_the_expiry() {
     let password = PasswordPolicy::default().generate();
     let mut request = creation(&target, &username, &password);
     request.expires_at = Utc::now() + chrono::Duration::seconds(2);
-    backend.create(&request).await.expect("create");
+    create(&*backend, &request).await.expect("create");
     let renewed_until = Utc::now() + chrono::Duration::hours(2);
     backend
         .renew(&RenewUser {
@@ -374,7 +426,7 @@ async fn postgresql_credentials_die_at_valid_until_without_the_broker() {
     let password = PasswordPolicy::default().generate();
     let mut request = creation(&target, &username, &password);
     request.expires_at = Utc::now() + chrono::Duration::seconds(2);
-    backend.create(&request).await.expect("create");
+    create(&*backend, &request).await.expect("create");
     target
         .run_as(&username, password.expose_secret(), "SELECT 1")
         .await
@@ -393,8 +445,7 @@ async fn postgresql_passwords_never_reach_the_server_log() {
     let backend = target.backend(2);
     let username = new_username(&target);
     let password = PasswordPolicy::new(40, true).expect("policy").generate();
-    backend
-        .create(&creation(&target, &username, &password))
+    create(&*backend, &creation(&target, &username, &password))
         .await
         .expect("create");
     backend
@@ -437,7 +488,7 @@ async fn postgresql_holds_five_thousand_live_leases() {
         if i == LEASES - 1 {
             last = Some((username.clone(), password));
         }
-        tasks.spawn(async move { backend.create(&request).await.map(|()| username) });
+        tasks.spawn(async move { create(&*backend, &request).await.map(|()| username) });
         while tasks.len() >= 16 {
             tasks
                 .join_next()
@@ -515,8 +566,7 @@ async fn postgresql_verify_full_checks_the_server_certificate() {
         .expect("TLS with the configured root");
     let username = new_username(&target);
     let password = PasswordPolicy::default().generate();
-    backend
-        .create(&creation(&target, &username, &password))
+    create(&*backend, &creation(&target, &username, &password))
         .await
         .expect("create over TLS");
     assert!(target.user_exists(&username).await);
