@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditEvent;
 use super::sink::JsonLinesSink;
-use crate::store::{JournalEffect, Store};
+use crate::store::{ChainHead, JournalEffect, Store};
 
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
@@ -128,6 +128,8 @@ async fn write_batches(
     mut receiver: mpsc::Receiver<Pending>,
     healthy: Arc<AtomicBool>,
 ) {
+    // Where this writer's last batch left the chain; forgotten after a failure.
+    let mut head: Option<ChainHead> = None;
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -147,11 +149,15 @@ async fn write_batches(
             .filter_map(|(e, _)| e.effect.as_ref())
             .collect();
         metrics::histogram!("leasehold_audit_batch_size").record(events.len() as f64);
-        let result = match store.append_audit(&events, &effects).await {
-            Ok((placed, applied)) => stream(sink.as_ref(), &events, &placed)
-                .await
-                .map(|()| applied),
+        let result = match store.append_audit(&events, &effects, head.as_ref()).await {
+            Ok(batch) => {
+                head = batch.head;
+                stream(sink.as_ref(), &events, &batch.placed)
+                    .await
+                    .map(|()| batch.applied)
+            }
             Err(error) => {
+                head = None;
                 tracing::error!(%error, events = events.len(), "audit batch failed; its requests fail closed");
                 Err(())
             }

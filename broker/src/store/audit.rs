@@ -69,6 +69,63 @@ pub struct AuditFilter<'a> {
     pub limit: i64,
 }
 
+/// The end of the hash chain: the last event's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+}
+
+/// What [`Store::append_audit`] committed.
+#[derive(Debug)]
+pub struct AppendedBatch {
+    /// The sequence number and hash each event got, in order.
+    pub placed: Vec<(i64, Vec<u8>)>,
+    /// Whether each effect applied (changed its one row).
+    pub applied: Vec<bool>,
+    /// The head after the batch (unknown only for a first batch without events).
+    pub head: Option<ChainHead>,
+}
+
+/// One event linked into the chain, ready to insert.
+struct Link<'a> {
+    seq: i64,
+    event: &'a AuditEvent,
+    detail: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+/// A batch of events linked after a head, and where it leaves the chain.
+struct Chained<'a> {
+    rows: Vec<Link<'a>>,
+    end: ChainHead,
+}
+
+/// Links `events` after `head`, each hash covering the previous one.
+fn chain<'a>(head: &ChainHead, events: &'a [AuditEvent]) -> Chained<'a> {
+    let mut seq = head.seq;
+    let mut prev = head.hash.clone();
+    let rows = events
+        .iter()
+        .map(|event| {
+            seq += 1;
+            let hash = chain_hash(&prev, event, seq);
+            Link {
+                seq,
+                event,
+                detail: serde_json::to_string(&event.detail).unwrap_or_else(|_| "{}".into()),
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            }
+        })
+        .collect();
+    Chained {
+        rows,
+        end: ChainHead { seq, hash: prev },
+    }
+}
+
 /// Rows per INSERT statement: 14 parameters each stays under every driver's bind limit.
 const INSERT_CHUNK: usize = 256;
 
@@ -80,7 +137,12 @@ impl Store {
     /// row is locked, so events from every replica form a single chain and an operation's row
     /// changes commit exactly when its event does. A batch without events leaves the head alone.
     ///
-    /// Returns the sequence number and hash each event got, and whether each effect applied.
+    /// `expected` is where the caller's last batch left the head. While no other replica has
+    /// written since, one statement both locks the head and moves it past this batch; otherwise
+    /// the head is read under its lock and the batch chained onto it.
+    ///
+    /// Returns the sequence number and hash each event got, whether each effect applied, and
+    /// the head this batch left.
     ///
     /// # Errors
     /// Storage errors; nothing of the batch is written then.
@@ -88,36 +150,60 @@ impl Store {
         &self,
         events: &[AuditEvent],
         effects: &[&JournalEffect],
-    ) -> StoreResult<(Vec<(i64, Vec<u8>)>, Vec<bool>)> {
-        let mut placed = Vec::with_capacity(events.len());
+        expected: Option<&ChainHead>,
+    ) -> StoreResult<AppendedBatch> {
         let mut applied = Vec::with_capacity(effects.len());
+        let mut head = expected.cloned();
+        let mut placed = Vec::new();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             if !events.is_empty() {
-                // Locks and reads the head in one statement (on SQLite the write transaction
-                // already holds the database lock).
-                let (mut seq, mut prev): (i64, Vec<u8>) = sqlx::query_as(
-                    "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                // One multi-row INSERT per batch: a statement per event would cost a round trip each.
-                let mut rows = Vec::with_capacity(events.len());
-                for event in events {
-                    seq += 1;
-                    let hash = chain_hash(&prev, event, seq);
-                    let detail = serde_json::to_string(&event.detail).unwrap_or_else(|_| "{}".into());
-                    rows.push((seq, event, detail, prev.clone(), hash.clone()));
-                    placed.push((seq, hash.clone()));
-                    prev = hash;
+                let mut rows = expected.map(|at| chain(at, events));
+                if let (Some(at), Some(chained)) = (expected, &rows) {
+                    let end = &chained.end;
+                    let moved = sqlx::query(
+                        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4",
+                    )
+                    .bind(end.seq)
+                    .bind(&end.hash)
+                    .bind(at.seq)
+                    .bind(&at.hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if moved != 1 {
+                        rows = None;
+                    }
                 }
-                for chunk in rows.chunks(INSERT_CHUNK) {
+                let chained = match rows {
+                    Some(chained) => chained,
+                    None => {
+                        // Locks and reads the head in one statement (on SQLite the write
+                        // transaction already holds the database lock).
+                        let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(
+                            "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+                        )
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let chained = chain(&ChainHead { seq, hash }, events);
+                        let end = &chained.end;
+                        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                            .bind(end.seq)
+                            .bind(&end.hash)
+                            .execute(&mut *tx)
+                            .await?;
+                        chained
+                    }
+                };
+                // One multi-row INSERT per chunk: a statement per event would cost a round trip each.
+                for chunk in chained.rows.chunks(INSERT_CHUNK) {
                     let mut insert = sqlx::QueryBuilder::new(
                         "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
                          source_ip, request_id, decision, detail, created_at, prev_hash, hash) ",
                     );
-                    insert.push_values(chunk, |mut row, (seq, event, detail, prev_hash, hash)| {
-                        row.push_bind(*seq)
+                    insert.push_values(chunk, |mut row, link| {
+                        let event = link.event;
+                        row.push_bind(link.seq)
                             .push_bind(&event.event_type)
                             .push_bind(&event.tenant_id)
                             .push_bind(&event.environment)
@@ -127,18 +213,15 @@ impl Store {
                             .push_bind(&event.source_ip)
                             .push_bind(&event.request_id)
                             .push_bind(&event.decision)
-                            .push_bind(detail)
+                            .push_bind(&link.detail)
                             .push_bind(event.created_at)
-                            .push_bind(prev_hash)
-                            .push_bind(hash);
+                            .push_bind(&link.prev_hash)
+                            .push_bind(&link.hash);
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
-                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                    .bind(seq)
-                    .bind(&prev)
-                    .execute(&mut *tx)
-                    .await?;
+                head = Some(chained.end.clone());
+                placed = chained.rows.iter().map(|l| (l.seq, l.hash.clone())).collect();
             }
             for effect in effects {
                 let query = match effect {
@@ -184,7 +267,11 @@ impl Store {
             }
             tx.commit().await?;
         });
-        Ok((placed, applied))
+        Ok(AppendedBatch {
+            placed,
+            applied,
+            head,
+        })
     }
 
     /// Up to `limit` events of the whole chain after `after_seq`, in order (for verification).

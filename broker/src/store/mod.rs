@@ -29,7 +29,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
-pub use audit::{AuditFilter, AuditRow, SummaryKind, SummaryRow, chain_hash};
+pub use audit::{
+    AppendedBatch, AuditFilter, AuditRow, ChainHead, SummaryKind, SummaryRow, chain_hash,
+};
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
 pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
 pub use leases::{

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use leasehold_broker::store::Store;
+use leasehold_broker::audit::{AuditEvent, EventType};
+use leasehold_broker::store::{ChainHead, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -441,6 +442,40 @@ async fn writes(app: &TestApp, replica: usize) {
             .await;
     }
 }
+
+on_both_stores!(
+    a_writer_whose_head_moved_chains_onto_the_new_one,
+    |app: TestApp| async move {
+        // The app's writer now knows the head: its next batch moves it without reading it.
+        app.create_secret("prod", "chain/first").await;
+        let (seq, hash) = app.store.audit_head().await.expect("head");
+        let known = ChainHead { seq, hash };
+        // Someone else (another replica) appends twice, the second time from a stale head.
+        let event = || AuditEvent::system("internal", EventType::LeaseExpire);
+        let fresh = app
+            .store
+            .append_audit(&[event()], &[], Some(&known))
+            .await
+            .expect("append from the current head");
+        assert_eq!(fresh.placed[0].0, known.seq + 1);
+        let stale = app
+            .store
+            .append_audit(&[event(), event()], &[], Some(&known))
+            .await
+            .expect("append from a stale head");
+        assert_eq!(
+            stale.placed.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [known.seq + 2, known.seq + 3],
+            "chained after the head it found, not after the stale one"
+        );
+        // The app's own writer is stale too now, and must not fork the chain either.
+        app.create_secret("prod", "chain/after").await;
+        let report = verify(&app).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["events"], known.seq + 4);
+        app.cleanup().await;
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_postgres_write_one_chain() {
