@@ -37,6 +37,8 @@ pub enum StartupError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot start the audit writer's thread: {0}")]
+    AuditWriter(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -142,7 +144,8 @@ impl Application {
             .audit_sink
             .as_ref()
             .map(|sink| JsonLinesSink::new(sink, settings.audit_timeout()));
-        let audit = AuditLog::start(store.clone(), settings.audit_timeout(), sink);
+        let audit = AuditLog::start(store.clone(), settings.audit_timeout(), sink)
+            .map_err(StartupError::AuditWriter)?;
         let registry = Arc::new(PluginRegistry::new(store.clone(), kms.clone()));
         let secrets = SecretService::new(store.clone(), kms.clone(), settings.max_value_bytes);
         let rotation = RotationService::new(

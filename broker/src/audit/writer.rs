@@ -1,7 +1,7 @@
-//! Durable audit with group commit. Requests hand their event to one writer task and wait for
-//! its answer; the writer takes every event waiting at that moment (up to `MAX_BATCH`) and
-//! appends them to the chain in one transaction, so a burst of reads costs one commit, not one
-//! each. A request whose event is not durable within the timeout fails with "audit unavailable":
+//! Durable audit with group commit. Requests hand their event to one writer (a thread with its
+//! own store connection) and wait for its answer; the writer takes every event waiting at that
+//! moment (up to `MAX_BATCH`) and appends them to the chain in one transaction, so a burst of
+//! reads costs one commit, not one each. A request whose event is not durable within the timeout fails with "audit unavailable":
 //! a stuck store never freezes the server, and nothing is returned without its event.
 //!
 //! The same transaction carries the row changes that must commit exactly with their event (a
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditEvent;
 use super::sink::JsonLinesSink;
-use crate::store::{ChainHead, JournalEffect, Store};
+use crate::store::{ChainHead, JournalEffect, Store, WriterConnection};
 
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
@@ -46,16 +46,36 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer task on the current runtime.
-    pub fn start(store: Store, timeout: Duration, sink: Option<JsonLinesSink>) -> Self {
+    /// Starts the writer on a thread of its own, with a single-threaded runtime: it is never
+    /// queued behind the request handlers. Should that runtime fail to start, the queue closes
+    /// and every audited request fails closed (health reports it).
+    ///
+    /// # Errors
+    /// When the operating system refuses the thread.
+    pub fn start(
+        store: Store,
+        timeout: Duration,
+        sink: Option<JsonLinesSink>,
+    ) -> std::io::Result<Self> {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
-        tokio::spawn(write_batches(store, sink, receiver, healthy.clone()));
-        Self {
+        let writer = write_batches(store, sink, receiver, healthy.clone());
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(writer),
+                    Err(error) => tracing::error!(%error, "the audit writer could not start"),
+                }
+            })?;
+        Ok(Self {
             queue,
             timeout,
             healthy,
-        }
+        })
     }
 
     /// Records `event` durably, or fails within the timeout.
@@ -128,9 +148,22 @@ async fn write_batches(
     mut receiver: mpsc::Receiver<Pending>,
     healthy: Arc<AtomicBool>,
 ) {
-    // Where this writer's last batch left the chain; forgotten after a failure.
+    // Where this writer's last batch left the chain, and its own connection; both forgotten
+    // after a failure.
     let mut head: Option<ChainHead> = None;
-    while let Some(first) = receiver.recv().await {
+    let mut connection: Option<WriterConnection> = None;
+    // Closing the store waits for every connection, this one too: it is given back at once,
+    // and later batches fail closed on the closed pool.
+    let mut closing = std::pin::pin!(store.close_event());
+    loop {
+        let first = tokio::select! {
+            first = receiver.recv() => first,
+            () = &mut closing, if connection.is_some() => {
+                connection = None;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -149,7 +182,21 @@ async fn write_batches(
             .filter_map(|(e, _)| e.effect.as_ref())
             .collect();
         metrics::histogram!("leasehold_audit_batch_size").record(events.len() as f64);
-        let result = match store.append_audit(&events, &effects, head.as_ref()).await {
+        let appended = match connection.take() {
+            Some(held) => Ok(held),
+            None => store.writer_connection().await,
+        };
+        let appended = match appended {
+            Ok(mut held) => {
+                let batch = Store::append_audit(&mut held, &events, &effects, head.as_ref()).await;
+                if batch.is_ok() {
+                    connection = Some(held);
+                }
+                batch
+            }
+            Err(error) => Err(error),
+        };
+        let result = match appended {
             Ok(batch) => {
                 head = batch.head;
                 stream(sink.as_ref(), &events, &batch.placed)

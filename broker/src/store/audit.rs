@@ -7,7 +7,10 @@ use sha2::{Digest, Sha256};
 
 use super::leases::{ACTIVATE, EXTEND, INSERT_INTENT};
 use super::revocations::{INSERT_JOB, LIFT_FENCE};
-use super::{ACTIVE, BeginWrite, JournalEffect, PENDING, Store, StoreResult, on_pool};
+use sqlx::Connection;
+use sqlx::pool::PoolConnection;
+
+use super::{ACTIVE, JournalEffect, PENDING, Store, StoreResult, on_pool};
 use crate::audit::AuditEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -67,6 +70,42 @@ pub struct AuditFilter<'a> {
     pub until: Option<DateTime<Utc>>,
     pub after_seq: i64,
     pub limit: i64,
+}
+
+/// The connection the audit writer keeps for itself, so that a batch never waits behind
+/// requests for one of the pool's connections.
+pub enum WriterConnection {
+    Sqlite(PoolConnection<sqlx::Sqlite>),
+    Postgres(PoolConnection<sqlx::Postgres>),
+}
+
+/// Runs `$body` in a write transaction `$tx` on a [`WriterConnection`].
+macro_rules! on_writer {
+    ($connection:expr, $tx:ident => $body:expr) => {
+        match $connection {
+            WriterConnection::Sqlite(connection) => {
+                let mut $tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            WriterConnection::Postgres(connection) => {
+                let mut $tx = connection.begin().await?;
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    /// A connection taken out of the pool for the audit writer.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn writer_connection(&self) -> StoreResult<WriterConnection> {
+        Ok(match self {
+            Store::Sqlite(pool) => WriterConnection::Sqlite(pool.acquire().await?),
+            Store::Postgres(pool) => WriterConnection::Postgres(pool.acquire().await?),
+        })
+    }
 }
 
 /// The end of the hash chain: the last event's sequence number and hash.
@@ -133,7 +172,8 @@ const AUDIT_COLUMNS: &str = "seq, event_type, tenant, environment, path, version
      source_ip, request_id, decision, detail, created_at, prev_hash, hash";
 
 impl Store {
-    /// Appends `events` to the chain and applies `effects` in one transaction, after the head
+    /// Appends `events` to the chain and applies `effects` in one transaction on the audit
+    /// writer's own `connection`, after the head
     /// row is locked, so events from every replica form a single chain and an operation's row
     /// changes commit exactly when its event does. A batch without events leaves the head alone.
     ///
@@ -147,7 +187,7 @@ impl Store {
     /// # Errors
     /// Storage errors; nothing of the batch is written then.
     pub async fn append_audit(
-        &self,
+        connection: &mut WriterConnection,
         events: &[AuditEvent],
         effects: &[&JournalEffect],
         expected: Option<&ChainHead>,
@@ -155,8 +195,7 @@ impl Store {
         let mut applied = Vec::with_capacity(effects.len());
         let mut head = expected.cloned();
         let mut placed = Vec::new();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+        on_writer!(connection, tx => {
             if !events.is_empty() {
                 let mut rows = expected.map(|at| chain(at, events));
                 if let (Some(at), Some(chained)) = (expected, &rows) {

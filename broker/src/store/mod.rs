@@ -30,7 +30,8 @@ use sqlx::{Connection, PgPool, SqlitePool, Transaction};
 
 pub use access::{GrantRow, NewGrant, PolicyRow};
 pub use audit::{
-    AppendedBatch, AuditFilter, AuditRow, ChainHead, SummaryKind, SummaryRow, chain_hash,
+    AppendedBatch, AuditFilter, AuditRow, ChainHead, SummaryKind, SummaryRow, WriterConnection,
+    chain_hash,
 };
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
 pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
@@ -214,6 +215,11 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
+    }
+
+    /// Resolves once [`Store::close`] was called (at once if it was already).
+    pub fn close_event(&self) -> sqlx::pool::CloseEvent {
+        on_pool!(self, pool => pool.close_event())
     }
 }
 

@@ -452,15 +452,12 @@ on_both_stores!(
         let known = ChainHead { seq, hash };
         // Someone else (another replica) appends twice, the second time from a stale head.
         let event = || AuditEvent::system("internal", EventType::LeaseExpire);
-        let fresh = app
-            .store
-            .append_audit(&[event()], &[], Some(&known))
+        let mut other = app.store.writer_connection().await.expect("a connection");
+        let fresh = Store::append_audit(&mut other, &[event()], &[], Some(&known))
             .await
             .expect("append from the current head");
         assert_eq!(fresh.placed[0].0, known.seq + 1);
-        let stale = app
-            .store
-            .append_audit(&[event(), event()], &[], Some(&known))
+        let stale = Store::append_audit(&mut other, &[event(), event()], &[], Some(&known))
             .await
             .expect("append from a stale head");
         assert_eq!(
@@ -468,6 +465,7 @@ on_both_stores!(
             [known.seq + 2, known.seq + 3],
             "chained after the head it found, not after the stale one"
         );
+        drop(other);
         // The app's own writer is stale too now, and must not fork the chain either.
         app.create_secret("prod", "chain/after").await;
         let report = verify(&app).await;
