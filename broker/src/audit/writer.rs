@@ -152,6 +152,7 @@ async fn write_batches(
     // after a failure.
     let mut head: Option<ChainHead> = None;
     let mut connection: Option<WriterConnection> = None;
+    let keeps_connection = store.lends_writer_a_connection();
     // Closing the store waits for every connection, this one too: it is given back at once,
     // and later batches fail closed on the closed pool.
     let mut closing = std::pin::pin!(store.close_event());
@@ -189,7 +190,7 @@ async fn write_batches(
         let appended = match appended {
             Ok(mut held) => {
                 let batch = Store::append_audit(&mut held, &events, &effects, head.as_ref()).await;
-                if batch.is_ok() {
+                if batch.is_ok() && keeps_connection {
                     connection = Some(held);
                 }
                 batch

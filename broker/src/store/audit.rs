@@ -96,6 +96,12 @@ macro_rules! on_writer {
 }
 
 impl Store {
+    /// Whether the audit writer may keep a connection between batches: not when it would be
+    /// the pool's only one (an in-memory store, or `max_connections = 1`).
+    pub fn lends_writer_a_connection(&self) -> bool {
+        on_pool!(self, pool => pool.options().get_max_connections() > 1)
+    }
+
     /// A connection taken out of the pool for the audit writer.
     ///
     /// # Errors
