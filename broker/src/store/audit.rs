@@ -4,12 +4,11 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-
-use super::leases::{ACTIVATE, EXTEND, INSERT_INTENT};
-use super::revocations::{INSERT_JOB, LIFT_FENCE};
 use sqlx::Connection;
 use sqlx::pool::PoolConnection;
 
+use super::leases::{ACTIVATE, EXTEND, INSERT_INTENT};
+use super::revocations::{INSERT_JOB, LIFT_FENCE};
 use super::{ACTIVE, JournalEffect, PENDING, Store, StoreResult, on_pool};
 use crate::audit::AuditEvent;
 
