@@ -3,7 +3,7 @@
 
 use futures_util::future::join_all;
 
-use crate::template::{Dialect, Purpose, Values, parse_all};
+use crate::template::{Dialect, Purpose, Template, Values, parse_all};
 use crate::{PluginError, RenewUser, RevokeUser};
 
 /// Users revoked per round trip; chunks run in parallel up to the pool's size.
@@ -42,18 +42,37 @@ pub(crate) fn renewal(dialect: Dialect, user: &RenewUser) -> Result<Option<Strin
     .map(Some)
 }
 
-fn revocation(dialect: Dialect, user: &RevokeUser) -> Result<String, PluginError> {
-    render(
-        dialect,
-        Purpose::Revocation,
-        &user.statements,
-        &Values {
-            name: &user.username,
-            password: None,
-            password_hash: None,
-            expiration: None,
-        },
-    )
+/// The revocation scripts of `users`, each role's statements parsed once: a batch usually
+/// holds many users of few roles.
+fn revocations(dialect: Dialect, users: &[RevokeUser]) -> Vec<Result<String, PluginError>> {
+    let mut parsed: Option<(&[String], Result<Vec<Template>, PluginError>)> = None;
+    users
+        .iter()
+        .map(|user| {
+            let templates = match &parsed {
+                Some((statements, templates)) if *statements == user.statements.as_slice() => {
+                    templates
+                }
+                _ => {
+                    let templates = parse_all(dialect, Purpose::Revocation, &user.statements);
+                    &parsed.insert((&user.statements, templates)).1
+                }
+            };
+            let values = Values {
+                name: &user.username,
+                password: None,
+                password_hash: None,
+                expiration: None,
+            };
+            let rendered: Result<Vec<String>, PluginError> = templates
+                .as_ref()
+                .map_err(Clone::clone)?
+                .iter()
+                .map(|t| t.render(dialect, &values))
+                .collect();
+            Ok(rendered?.join(";\n"))
+        })
+        .collect()
 }
 
 /// Runs revocation scripts on one target.
@@ -74,8 +93,7 @@ pub(crate) async fn revoke_batch(
     target: &impl RevokeTarget,
 ) -> Vec<Result<(), PluginError>> {
     let chunks = users.chunks(REVOKE_CHUNK).map(|chunk| async move {
-        let scripts: Vec<Result<String, PluginError>> =
-            chunk.iter().map(|u| revocation(dialect, u)).collect();
+        let scripts = revocations(dialect, chunk);
         let together: Result<Vec<&str>, PluginError> = scripts
             .iter()
             .map(|s| s.as_deref().map_err(Clone::clone))

@@ -15,7 +15,8 @@ use clap::Args;
 use serde_json::json;
 use sqlx::Connection;
 
-use super::bench_drop::{DropBenchTarget, issue_leases, plain_drop};
+use super::bench_drop::{DropBenchTarget, checkpoint, issue_leases, plain_drop};
+use super::bench_leases::RawConn;
 use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
 
@@ -48,6 +49,7 @@ pub async fn expiry(client_args: &ClientArgs, args: ExpiryBenchArgs) -> Result<(
     let mut store = sqlx::PgConnection::connect(&args.store_url)
         .await
         .map_err(|e| CliError::Other(format!("store connection: {e}")))?;
+    checkpoint(&mut RawConn::connect(&target.baseline_url).await?).await;
     let due = Utc::now() + chrono::Duration::from_std(DUE_AHEAD).unwrap_or_default();
     sqlx::query("UPDATE leases SET expires_at = $1, due_at = $1 WHERE id = ANY($2)")
         .bind(due)

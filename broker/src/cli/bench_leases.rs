@@ -163,6 +163,19 @@ impl RawConn {
         }
     }
 
+    /// Writes the server's dirty pages out now (PostgreSQL `CHECKPOINT`, which needs
+    /// `pg_checkpoint`), so that a timed phase that follows does not share the disk with a
+    /// checkpoint spread over minutes. MySQL has no such step.
+    pub(super) async fn checkpoint(&mut self) -> Result<(), String> {
+        match self {
+            Self::Postgres(client) => client
+                .batch_execute("CHECKPOINT")
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Mysql(_) => Ok(()),
+        }
+    }
+
     /// Runs `script` (statements joined by `;`) in one round trip.
     async fn execute(&mut self, script: &str) -> Result<(), String> {
         match self {

@@ -12,7 +12,7 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::bench_drop::{DropBenchTarget, issue_leases, plain_drop};
+use super::bench_drop::{DropBenchTarget, checkpoint, issue_leases, plain_drop};
 use super::bench_leases::RawConn;
 use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
@@ -61,7 +61,8 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
         .iter()
         .map(|lease| lease["username"].as_str().unwrap_or_default().to_owned())
         .collect();
-    let sampler_conn = RawConn::connect(&target.baseline_url).await?;
+    let mut sampler_conn = RawConn::connect(&target.baseline_url).await?;
+    checkpoint(&mut sampler_conn).await;
     let most_sessions = Arc::new(AtomicI64::new(0));
     let (stop_sampling, stop) = tokio::sync::oneshot::channel();
     let sampler = tokio::spawn(sample_sessions(

@@ -13,7 +13,7 @@ use leasehold_scheduler::{Claimed, LeaseStore, Outcome, Revoker};
 use super::LeaseService;
 use crate::alerts::AlertSink;
 use crate::audit::{AuditEvent, AuditLog, EventType};
-use crate::store::{LeaseOutcome, LeaseRow, PENDING, Store, StoreError};
+use crate::store::{LeaseOutcome, LeaseRow, LeaseUser, PENDING, Store, StoreError};
 
 /// The store and audit trail as the scheduler sees them.
 pub struct ScheduledLeases {
@@ -159,7 +159,8 @@ impl LeaseStore for ScheduledLeases {
 #[async_trait]
 impl Revoker<LeaseRow> for LeaseService {
     async fn revoke(&self, leases: &[&LeaseRow]) -> Vec<Result<(), String>> {
-        self.drop_users(leases)
+        let users: Vec<LeaseUser<'_>> = leases.iter().map(|lease| lease.user()).collect();
+        self.drop_users(&users)
             .await
             .into_iter()
             .map(|r| r.map_err(|e| e.to_string()))

@@ -21,7 +21,9 @@ use crate::auth::Caller;
 use crate::domain::Ttl;
 use crate::failpoint;
 use crate::revocations::Fences;
-use crate::store::{ACTIVE, JournalEffect, LeaseFilter, LeaseRow, PENDING, REVOKED, Store};
+use crate::store::{
+    ACTIVE, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING, REVOKED, Store,
+};
 
 /// What `GET /v1/leases/{id}` shows: never a password.
 #[derive(Debug, Serialize, ToSchema)]
@@ -446,26 +448,26 @@ impl LeaseService {
         }
     }
 
-    /// Drops the users of `rows` on their targets — one plugin batch per backend, backends in
-    /// parallel (each bounded by its own pool) — without touching the lease rows. One result per
-    /// row, in order.
-    pub async fn drop_users(&self, rows: &[&LeaseRow]) -> Vec<Result<(), DynamicError>> {
+    /// Drops `users` on their targets — one plugin batch per backend, backends in parallel
+    /// (each bounded by its own pool) — without touching the lease rows. One result per user,
+    /// in order.
+    pub async fn drop_users(&self, users: &[LeaseUser<'_>]) -> Vec<Result<(), DynamicError>> {
         let mut by_backend: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-        for (index, row) in rows.iter().enumerate() {
+        for (index, user) in users.iter().enumerate() {
             by_backend
-                .entry((&row.tenant, &row.backend))
+                .entry((user.tenant, user.backend))
                 .or_default()
                 .push(index);
         }
         let batches = by_backend
             .into_iter()
             .map(|((tenant, backend), indexes)| async move {
-                let leases: Vec<&LeaseRow> = indexes.iter().map(|&i| rows[i]).collect();
-                let results = self.drop_on_backend(tenant, backend, &leases).await;
+                let on_backend: Vec<&LeaseUser<'_>> = indexes.iter().map(|&i| &users[i]).collect();
+                let results = self.drop_on_backend(tenant, backend, &on_backend).await;
                 indexes.into_iter().zip(results).collect::<Vec<_>>()
             });
         let mut results: Vec<Option<Result<(), DynamicError>>> =
-            rows.iter().map(|_| None).collect();
+            users.iter().map(|_| None).collect();
         for (index, result) in join_all(batches).await.into_iter().flatten() {
             results[index] = Some(result);
         }
@@ -479,31 +481,31 @@ impl LeaseService {
         &self,
         tenant: &str,
         backend_name: &str,
-        leases: &[&LeaseRow],
+        users: &[&LeaseUser<'_>],
     ) -> Vec<Result<(), DynamicError>> {
         let backend = match self.registry.get(tenant, backend_name).await {
             Ok(backend) => backend,
             Err(error) => {
-                return leases
+                return users
                     .iter()
                     .map(|_| Err(clone_error(&error, backend_name)))
                     .collect();
             }
         };
         let mut statements: HashMap<&str, Vec<String>> = HashMap::new();
-        let mut requests = Vec::with_capacity(leases.len());
-        for lease in leases {
-            if !statements.contains_key(lease.role.as_str()) {
+        let mut requests = Vec::with_capacity(users.len());
+        for user in users {
+            if !statements.contains_key(user.role) {
                 // A deleted role's leases revoke with the plugin's default statements.
-                let revocation = match self.roles.find(tenant, &lease.role).await {
+                let revocation = match self.roles.find(tenant, user.role).await {
                     Ok(role) => role.definition.revocation_statements,
                     Err(_) => backend.kind.default_statements(&[]).revocation,
                 };
-                statements.insert(&lease.role, revocation);
+                statements.insert(user.role, revocation);
             }
             requests.push(RevokeUser {
-                username: lease.username.clone(),
-                statements: statements[lease.role.as_str()].clone(),
+                username: user.username.to_owned(),
+                statements: statements[user.role].clone(),
             });
         }
         let started = std::time::Instant::now();
@@ -525,8 +527,8 @@ impl LeaseService {
     /// Drops the users of `rows` and marks those that succeeded REVOKED. Returns the failures;
     /// each is recorded on its lease, which the scheduler then retries.
     pub async fn revoke_rows(&self, rows: &[LeaseRow]) -> Vec<(Uuid, DynamicError)> {
-        let refs: Vec<&LeaseRow> = rows.iter().collect();
-        let results = self.drop_users(&refs).await;
+        let users: Vec<LeaseUser<'_>> = rows.iter().map(LeaseRow::user).collect();
+        let results = self.drop_users(&users).await;
         let now = Utc::now();
         let mut revoked = Vec::new();
         let mut failures = Vec::new();

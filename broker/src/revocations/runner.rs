@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use leasehold_scheduler::{Outcome, RetryPolicy, Revoker};
+use leasehold_scheduler::{Outcome, RetryPolicy};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -22,8 +22,8 @@ use crate::alerts::AlertSink;
 use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::dynamic::LeaseService;
 use crate::store::{
-    JOB_COMPLETED, JOB_FAILED, JobBatch, LeaseOutcome, LeaseSelector, RevocationJobRow, Store,
-    StoreError,
+    JOB_COMPLETED, JOB_FAILED, JobBatch, LeaseAccount, LeaseOutcome, LeaseSelector, LeaseUser,
+    RevocationJobRow, Store, StoreError,
 };
 
 /// Leases per batch: one store statement and a few plugin round trips each.
@@ -140,9 +140,15 @@ impl JobRunner {
     }
 
     async fn revoke_batch(self: Arc<Self>, job: Uuid, batch: JobBatch) -> Result<(), StoreError> {
-        let rows: Vec<_> = batch.leases.iter().collect();
+        let users: Vec<LeaseUser<'_>> = batch.leases.iter().map(LeaseAccount::user).collect();
         let dropping = std::time::Instant::now();
-        let results = Revoker::revoke(self.leases.as_ref(), &rows).await;
+        let results: Vec<Result<(), String>> = self
+            .leases
+            .drop_users(&users)
+            .await
+            .into_iter()
+            .map(|result| result.map_err(|error| error.to_string()))
+            .collect();
         let drop_ms = dropping.elapsed().as_millis() as u64;
         let now = Utc::now();
         let outcomes: Vec<LeaseOutcome<'_>> = batch

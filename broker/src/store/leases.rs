@@ -29,6 +29,49 @@ pub struct LeaseRow {
     pub failing_since: Option<DateTime<Utc>>,
 }
 
+impl LeaseRow {
+    pub fn user(&self) -> LeaseUser<'_> {
+        LeaseUser {
+            tenant: &self.tenant,
+            backend: &self.backend,
+            role: &self.role,
+            username: &self.username,
+        }
+    }
+}
+
+/// The columns of a lease that revoking its user needs: a revocation job reads only these.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeaseAccount {
+    pub id: Uuid,
+    pub tenant: String,
+    pub backend: String,
+    pub role: String,
+    pub username: String,
+}
+
+pub(super) const ACCOUNT_COLUMNS: &str = "id, tenant, backend, role, username";
+
+impl LeaseAccount {
+    pub fn user(&self) -> LeaseUser<'_> {
+        LeaseUser {
+            tenant: &self.tenant,
+            backend: &self.backend,
+            role: &self.role,
+            username: &self.username,
+        }
+    }
+}
+
+/// Where a lease's user lives, and its name: what dropping the user takes.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseUser<'a> {
+    pub tenant: &'a str,
+    pub backend: &'a str,
+    pub role: &'a str,
+    pub username: &'a str,
+}
+
 /// Filters of `GET /v1/leases`; `None` matches everything.
 #[derive(Debug, Default)]
 pub struct LeaseFilter<'a> {

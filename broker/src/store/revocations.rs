@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::leases::{COLUMNS, LeaseOutcome, write_outcomes};
-use super::{BeginWrite, LeaseRow, Store, StoreResult, on_pool};
+use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, write_outcomes};
+use super::{BeginWrite, LeaseAccount, LeaseRow, Store, StoreResult, on_pool};
 
 pub const JOB_RUNNING: &str = "RUNNING";
 pub const JOB_COMPLETED: &str = "COMPLETED";
@@ -137,7 +137,7 @@ const LIVE: &str = "tenant = $1 AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE'
 /// UPDATE SKIP LOCKED`) until the batch is finished or dropped, so other replicas skip them and
 /// a replica that dies releases them with its connection.
 pub struct JobBatch {
-    pub leases: Vec<LeaseRow>,
+    pub leases: Vec<LeaseAccount>,
     lock: Option<Transaction<'static, Postgres>>,
 }
 
@@ -219,14 +219,14 @@ impl Store {
             Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM leases WHERE id IN ({}) \
+            "SELECT {ACCOUNT_COLUMNS} FROM leases WHERE id IN ({}) \
              AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') AND revocation_job IS NULL {lock}",
             placeholders.join(", ")
         );
         let sql = sqlx::AssertSqlSafe(sql);
         match self {
             Store::Sqlite(pool) => {
-                let mut query = sqlx::query_as::<_, LeaseRow>(sql);
+                let mut query = sqlx::query_as::<_, LeaseAccount>(sql);
                 for id in ids {
                     query = query.bind(*id);
                 }
@@ -240,7 +240,7 @@ impl Store {
                 sqlx::query("SET LOCAL synchronous_commit TO OFF")
                     .execute(&mut *tx)
                     .await?;
-                let mut query = sqlx::query_as::<_, LeaseRow>(sql);
+                let mut query = sqlx::query_as::<_, LeaseAccount>(sql);
                 for id in ids {
                     query = query.bind(*id);
                 }
