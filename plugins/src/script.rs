@@ -42,10 +42,13 @@ pub(crate) fn renewal(dialect: Dialect, user: &RenewUser) -> Result<Option<Strin
     .map(Some)
 }
 
+/// A role's statement texts, and what parsing them gave.
+type ParsedStatements<'a> = (&'a [String], Result<Vec<Template>, PluginError>);
+
 /// The revocation scripts of `users`, each role's statements parsed once: a batch usually
 /// holds many users of few roles.
 fn revocations(dialect: Dialect, users: &[RevokeUser]) -> Vec<Result<String, PluginError>> {
-    let mut parsed: Option<(&[String], Result<Vec<Template>, PluginError>)> = None;
+    let mut parsed: Option<ParsedStatements<'_>> = None;
     users
         .iter()
         .map(|user| {
