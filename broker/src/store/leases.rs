@@ -31,12 +31,7 @@ pub struct LeaseRow {
 
 impl LeaseRow {
     pub fn user(&self) -> LeaseUser<'_> {
-        LeaseUser {
-            tenant: &self.tenant,
-            backend: &self.backend,
-            role: &self.role,
-            username: &self.username,
-        }
+        LeaseUser::of(&self.tenant, &self.backend, &self.role, &self.username)
     }
 }
 
@@ -54,12 +49,7 @@ pub(super) const ACCOUNT_COLUMNS: &str = "id, tenant, backend, role, username";
 
 impl LeaseAccount {
     pub fn user(&self) -> LeaseUser<'_> {
-        LeaseUser {
-            tenant: &self.tenant,
-            backend: &self.backend,
-            role: &self.role,
-            username: &self.username,
-        }
+        LeaseUser::of(&self.tenant, &self.backend, &self.role, &self.username)
     }
 }
 
@@ -70,6 +60,17 @@ pub struct LeaseUser<'a> {
     pub backend: &'a str,
     pub role: &'a str,
     pub username: &'a str,
+}
+
+impl<'a> LeaseUser<'a> {
+    fn of(tenant: &'a str, backend: &'a str, role: &'a str, username: &'a str) -> Self {
+        Self {
+            tenant,
+            backend,
+            role,
+            username,
+        }
+    }
 }
 
 /// Filters of `GET /v1/leases`; `None` matches everything.
