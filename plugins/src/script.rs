@@ -16,7 +16,16 @@ pub(crate) fn render(
     statements: &[String],
     values: &Values<'_>,
 ) -> Result<String, PluginError> {
-    let rendered: Result<Vec<String>, PluginError> = parse_all(dialect, purpose, statements)?
+    render_parsed(dialect, &parse_all(dialect, purpose, statements)?, values)
+}
+
+/// Parsed statements rendered with `values`, joined into one script.
+fn render_parsed(
+    dialect: Dialect,
+    templates: &[Template],
+    values: &Values<'_>,
+) -> Result<String, PluginError> {
+    let rendered: Result<Vec<String>, PluginError> = templates
         .iter()
         .map(|t| t.render(dialect, values))
         .collect();
@@ -67,13 +76,7 @@ fn revocations(dialect: Dialect, users: &[RevokeUser]) -> Vec<Result<String, Plu
                 password_hash: None,
                 expiration: None,
             };
-            let rendered: Result<Vec<String>, PluginError> = templates
-                .as_ref()
-                .map_err(Clone::clone)?
-                .iter()
-                .map(|t| t.render(dialect, &values))
-                .collect();
-            Ok(rendered?.join(";\n"))
+            render_parsed(dialect, templates.as_ref().map_err(Clone::clone)?, &values)
         })
         .collect()
 }
