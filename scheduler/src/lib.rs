@@ -3,8 +3,9 @@
 //! is spent.
 //!
 //! It never loads all leases: each round *claims* a bounded batch of due leases through the
-//! [`LeaseStore`] (claims carry an expiry, so a replica that dies mid-batch has its claims picked
-//! up by the others), revokes them through the [`Revoker`], and reports each outcome back. Between
+//! [`LeaseStore`] (claims end by themselves, so a replica that dies mid-batch has its claims
+//! picked up by the others), revokes them through the [`Revoker`], and reports each outcome back
+//! with the claim, which the store then releases. Between
 //! rounds it sleeps until the next due lease or until [`Scheduler::wake`] is called (a lease was
 //! issued that is due earlier). It is generic over both traits and never imports the broker.
 
@@ -30,21 +31,32 @@ pub struct Claimed<L> {
     pub lease: L,
 }
 
+/// A round's claimed leases, and what keeps them claimed until their outcomes are recorded.
+pub struct ClaimedBatch<C, L> {
+    /// The store's hold on the leases (for instance an open transaction holding their row
+    /// locks); handed back to [`LeaseStore::complete`].
+    pub claim: C,
+    pub leases: Vec<Claimed<L>>,
+}
+
 /// Where leases live. Implemented by the broker for SQLite and PostgreSQL.
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
     type Lease: Send + Sync;
+    /// A hold on a claimed batch; dropping it without completing releases the claims no later
+    /// than `claim_for` after they were taken.
+    type Claim: Send;
     type Error: std::fmt::Display + Send;
 
-    /// Claims up to `limit` live leases due at `now` that nobody holds a live claim on, for
-    /// `claim_for`, in due order.
+    /// Claims up to `limit` live leases due at `now` that nobody holds a live claim on, for at
+    /// most `claim_for`, in due order.
     async fn claim_due(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         claim_for: std::time::Duration,
         limit: u32,
-    ) -> Result<Vec<Claimed<Self::Lease>>, Self::Error>;
+    ) -> Result<ClaimedBatch<Self::Claim, Self::Lease>, Self::Error>;
 
     /// When the next live lease is due, if any.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, Self::Error>;
@@ -52,7 +64,7 @@ pub trait LeaseStore: Send + Sync {
     /// Records the outcomes of a claimed batch and releases the claims.
     async fn complete(
         &self,
-        owner: &str,
+        claim: Self::Claim,
         outcomes: &[(Claimed<Self::Lease>, Outcome)],
         now: DateTime<Utc>,
     ) -> Result<(), Self::Error>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::{Claimed, LeaseStore, Outcome, RetryPolicy, Revoker};
+use crate::{Claimed, ClaimedBatch, LeaseStore, Outcome, RetryPolicy, Revoker};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -127,7 +127,10 @@ where
     pub async fn round(&self) -> Result<usize, S::Error> {
         let round_started = tokio::time::Instant::now();
         let now = self.config.clock.now();
-        let claimed = self
+        let ClaimedBatch {
+            claim,
+            leases: claimed,
+        } = self
             .store
             .claim_due(
                 &self.config.owner,
@@ -185,9 +188,7 @@ where
                 .increment(1);
         }
         let revoked_in = started.elapsed();
-        self.store
-            .complete(&self.config.owner, &outcomes, now)
-            .await?;
+        self.store.complete(claim, &outcomes, now).await?;
         tracing::debug!(
             claimed = count,
             claim_ms,
@@ -283,6 +284,7 @@ mod tests {
     #[async_trait]
     impl LeaseStore for MemoryStore {
         type Lease = Uuid;
+        type Claim = ();
         type Error = String;
 
         async fn claim_due(
@@ -291,10 +293,10 @@ mod tests {
             now: DateTime<Utc>,
             claim_for: Duration,
             limit: u32,
-        ) -> Result<Vec<Claimed<Uuid>>, String> {
+        ) -> Result<ClaimedBatch<(), Uuid>, String> {
             let mut rows = self.rows.lock().expect("lock");
             let until = now + chrono::Duration::from_std(claim_for).expect("duration");
-            Ok(rows
+            let leases = rows
                 .iter_mut()
                 .filter(|r| r.state == State::Live && r.due <= now)
                 .filter(|r| r.claimed_until.is_none_or(|c| c < now))
@@ -308,7 +310,8 @@ mod tests {
                         lease: r.id,
                     }
                 })
-                .collect())
+                .collect();
+            Ok(ClaimedBatch { claim: (), leases })
         }
 
         async fn next_due(&self) -> Result<Option<DateTime<Utc>>, String> {
@@ -322,7 +325,7 @@ mod tests {
 
         async fn complete(
             &self,
-            _owner: &str,
+            (): (),
             outcomes: &[(Claimed<Uuid>, Outcome)],
             _now: DateTime<Utc>,
         ) -> Result<(), String> {

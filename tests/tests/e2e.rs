@@ -733,8 +733,9 @@ impl Cluster {
             .await
             .expect("store connection");
         let row: Option<String> = sqlx::query_scalar(
-            "SELECT format('state %s, due_at %s, claimed_by %s, claim_expires_at %s, attempts %s, now %s', \
-             state, due_at, claimed_by, claim_expires_at, attempts, now()) FROM leases WHERE id = $1::uuid",
+            "SELECT format('state %s, due_at %s, claims %s, attempts %s, now %s', state, due_at, \
+             (SELECT string_agg(owner || ' until ' || expires_at, ', ') FROM lease_claims \
+              WHERE leases.id = ANY(lease_ids)), attempts, now()) FROM leases WHERE id = $1::uuid",
         )
         .bind(id)
         .fetch_optional(&store)

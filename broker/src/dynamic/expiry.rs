@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use leasehold_scheduler::{Claimed, LeaseStore, Outcome, Revoker};
+use leasehold_scheduler::{Claimed, ClaimedBatch, LeaseStore, Outcome, Revoker};
 
 use super::LeaseService;
 use crate::alerts::AlertSink;
 use crate::audit::{AuditEvent, AuditLog, EventType};
-use crate::store::{LeaseOutcome, LeaseRow, LeaseUser, PENDING, Store, StoreError};
+use crate::store::{LeaseClaim, LeaseOutcome, LeaseRow, LeaseUser, PENDING, Store, StoreError};
 
 /// The store and audit trail as the scheduler sees them.
 pub struct ScheduledLeases {
@@ -90,6 +90,7 @@ impl ScheduledLeases {
 #[async_trait]
 impl LeaseStore for ScheduledLeases {
     type Lease = LeaseRow;
+    type Claim = LeaseClaim;
     type Error = StoreError;
 
     async fn claim_due(
@@ -98,13 +99,12 @@ impl LeaseStore for ScheduledLeases {
         now: DateTime<Utc>,
         claim_for: Duration,
         limit: u32,
-    ) -> Result<Vec<Claimed<LeaseRow>>, StoreError> {
-        let until = now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX);
-        let rows = self
+    ) -> Result<ClaimedBatch<LeaseClaim, LeaseRow>, StoreError> {
+        let (claim, rows) = self
             .store
-            .claim_due_leases(owner, now, until, i64::from(limit))
+            .claim_due_leases(owner, now, claim_for, i64::from(limit))
             .await?;
-        Ok(rows
+        let leases = rows
             .into_iter()
             .map(|row| Claimed {
                 id: row.id,
@@ -112,7 +112,8 @@ impl LeaseStore for ScheduledLeases {
                 failing_since: row.failing_since,
                 lease: row,
             })
-            .collect())
+            .collect();
+        Ok(ClaimedBatch { claim, leases })
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -121,7 +122,7 @@ impl LeaseStore for ScheduledLeases {
 
     async fn complete(
         &self,
-        _owner: &str,
+        claim: LeaseClaim,
         outcomes: &[(Claimed<LeaseRow>, Outcome)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -145,7 +146,9 @@ impl LeaseStore for ScheduledLeases {
                 },
             })
             .collect();
-        self.store.complete_claimed_leases(&rows, now).await?;
+        self.store
+            .complete_claimed_leases(claim, &rows, now)
+            .await?;
         self.audit_batch(outcomes);
         for (claimed, outcome) in outcomes {
             if let Outcome::Irrevocable { error } = outcome {

@@ -36,8 +36,8 @@ pub use audit::{
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
 pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
 pub use leases::{
-    ACTIVE, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseFilter, LeaseOutcome, LeaseRow,
-    LeaseUser, PENDING, REVOKED,
+    ACTIVE, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseClaim, LeaseFilter, LeaseOutcome,
+    LeaseRow, LeaseUser, PENDING, REVOKED,
 };
 pub use revocations::{
     JOB_COMPLETED, JOB_FAILED, JOB_RUNNING, JobBatch, JobLeaseCount, LeaseSelector, MatchGroup,

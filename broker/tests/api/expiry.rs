@@ -211,3 +211,76 @@ async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
     target.cleanup().await;
     app.cleanup().await;
 }
+
+on_both_stores!(
+    claims_are_disjoint_lapse_with_their_replica_and_end_with_the_outcomes,
+    |app: TestApp| async move {
+        use leasehold_broker::store::LeaseOutcome;
+        let target = setup(&app, Kind::Postgres).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(issue(&app, "1h").await.0);
+        }
+        ids.sort();
+        // Two hours on, all three are due; the broker's own scheduler, on the real clock, is
+        // not looking at them yet.
+        let later = chrono::Utc::now() + chrono::Duration::hours(2);
+        let minute = Duration::from_secs(60);
+        let claimed = |rows: &[leasehold_broker::store::LeaseRow]| {
+            let mut ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
+            ids.sort();
+            ids
+        };
+        // Two replicas claiming at the same moment never share a lease.
+        let (a, b) = tokio::join!(
+            app.store.claim_due_leases("replica-a", later, minute, 2),
+            app.store.claim_due_leases("replica-b", later, minute, 2),
+        );
+        let ((_, a), (_, b)) = (a.expect("claim a"), b.expect("claim b"));
+        let mut both = [claimed(&a), claimed(&b)].concat();
+        both.sort();
+        assert_eq!(both, ids, "each lease claimed exactly once");
+        let (_, none) = app
+            .store
+            .claim_due_leases("replica-c", later, minute, 10)
+            .await
+            .expect("claim c");
+        assert!(none.is_empty(), "claimed leases are not claimed again");
+
+        // Both replicas die: after their claims' minute, another replica takes every lease.
+        let after = later + chrono::Duration::seconds(61);
+        let (claim, rows) = app
+            .store
+            .claim_due_leases("replica-c", after, minute, 10)
+            .await
+            .expect("claim after the lapse");
+        assert_eq!(claimed(&rows), ids);
+
+        // Recording the outcomes ends the claim: still due, the leases are claimable at once.
+        let outcomes: Vec<LeaseOutcome<'_>> = rows
+            .iter()
+            .map(|row| LeaseOutcome::Retry {
+                id: row.id,
+                at: after,
+                failing_since: after,
+                error: "target unreachable",
+            })
+            .collect();
+        app.store
+            .complete_claimed_leases(claim, &outcomes, after)
+            .await
+            .expect("record");
+        let (_, again) = app
+            .store
+            .claim_due_leases("replica-d", after, minute, 10)
+            .await
+            .expect("claim again");
+        assert_eq!(claimed(&again), ids);
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
