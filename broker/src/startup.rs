@@ -174,7 +174,7 @@ impl Application {
             leases.clone(),
             audit.clone(),
             AlertSink::new(settings.alert_webhook_url.clone()),
-            scheduler_config.retry,
+            &scheduler_config,
             job_signals.clone(),
         ));
         let scheduler = Scheduler::new(

@@ -1,9 +1,9 @@
 //! Works RUNNING revocation jobs, on every replica at once.
 //!
-//! A pass walks the job's matching leases in id order, a batch at a time. On PostgreSQL a
-//! batch's rows stay locked (`FOR UPDATE SKIP LOCKED`) while its users are dropped, so replicas
-//! working the same job take disjoint batches, and a replica that dies releases its batch with
-//! its connection; SQLite has a single broker. Two batches are in flight at once, so the store
+//! A pass walks the job's matching leases in id order, a batch at a time. On PostgreSQL each
+//! batch is claimed (`store::LeaseClaim`) while its users are dropped, so replicas working the
+//! same job, and the lease scheduler, take disjoint batches, and the batch of a replica that
+//! dies is taken again once its claim's time is up; SQLite has a single broker. Two batches are in flight at once, so the store
 //! never idles the targets. A lease whose revocation fails is handed to the lease scheduler's
 //! retry policy, naming the job; the job finishes when nothing matching it is live, or only
 //! IRREVOCABLE leases are.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use leasehold_scheduler::{Outcome, RetryPolicy};
+use leasehold_scheduler::{Outcome, RetryPolicy, SchedulerConfig};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -42,6 +42,9 @@ pub struct JobRunner {
     alerts: AlertSink,
     retry: RetryPolicy,
     signals: Arc<JobSignals>,
+    /// Names this replica's claims, and how long they hold (the lease scheduler's).
+    owner: String,
+    claim_for: Duration,
 }
 
 impl JobRunner {
@@ -50,7 +53,7 @@ impl JobRunner {
         leases: Arc<LeaseService>,
         audit: AuditLog,
         alerts: AlertSink,
-        retry: RetryPolicy,
+        scheduler: &SchedulerConfig,
         signals: Arc<JobSignals>,
     ) -> Self {
         Self {
@@ -58,8 +61,10 @@ impl JobRunner {
             leases,
             audit,
             alerts,
-            retry,
+            retry: scheduler.retry,
             signals,
+            owner: scheduler.owner.clone(),
+            claim_for: scheduler.claim_for,
         }
     }
 
@@ -121,7 +126,10 @@ impl JobRunner {
             if failure.is_some() {
                 break;
             }
-            let batch = self.store.lock_job_batch(ids).await?;
+            let batch = self
+                .store
+                .claim_job_batch(&self.owner, ids, Utc::now(), self.claim_for)
+                .await?;
             if batch.leases.is_empty() {
                 continue;
             }

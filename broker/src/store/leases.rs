@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::claims::{LeaseClaim, UNCLAIMED, begin_claim, commit_claim, release_claim};
 use super::{BeginWrite, Store, StoreResult, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -245,14 +246,7 @@ impl Store {
     }
 
     /// Claims up to `limit` live leases due at `now` that hold no live claim, oldest due first,
-    /// for `claim_for`.
-    ///
-    /// On PostgreSQL a claim is one `lease_claims` row naming the batch's leases, written while
-    /// holding the table's lock so that replicas claim one after another and never the same
-    /// lease; expired claims (a replica that died mid-batch) are deleted by the next claimer.
-    /// One row per batch costs a quarter of what writing claim columns on each of its leases
-    /// did. On SQLite, whose one writer serialises claims anyway, the claim is written to the
-    /// rows (`claimed_by`, `claim_expires_at`).
+    /// for `claim_for` (see [`super::claims`]).
     ///
     /// # Errors
     /// Storage errors.
@@ -284,26 +278,12 @@ impl Store {
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok((LeaseClaim::Columns, rows))
+                Ok((LeaseClaim::InRows, rows))
             }
             Store::Postgres(pool) => {
-                let claim = Uuid::new_v4();
-                let mut tx = pool.begin().await?;
-                // A claim lost in a crash loses nothing: the leases stay due and are claimed
-                // again, so the claim need not wait for its WAL flush.
-                sqlx::raw_sql(
-                    "SET LOCAL synchronous_commit TO OFF; \
-                     LOCK TABLE lease_claims IN EXCLUSIVE MODE",
-                )
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM lease_claims WHERE expires_at <= $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                let mut tx = begin_claim(pool, now).await?;
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM leases WHERE {LIVE_AND_DUE} \
-                     AND id NOT IN (SELECT unnest(lease_ids) FROM lease_claims) \
+                    "SELECT {COLUMNS} FROM leases WHERE {LIVE_AND_DUE} AND {UNCLAIMED} \
                      ORDER BY due_at LIMIT $2"
                 );
                 let rows = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
@@ -311,21 +291,8 @@ impl Store {
                     .bind(limit)
                     .fetch_all(&mut *tx)
                     .await?;
-                if !rows.is_empty() {
-                    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-                    sqlx::query(
-                        "INSERT INTO lease_claims (id, owner, expires_at, lease_ids) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(claim)
-                    .bind(owner)
-                    .bind(claim_until)
-                    .bind(ids)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok((LeaseClaim::Batch(claim), rows))
+                let ids = rows.iter().map(|row| row.id).collect();
+                Ok((commit_claim(tx, owner, claim_until, ids).await?, rows))
             }
         }
     }
@@ -359,12 +326,7 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             write_outcomes!(&mut *tx, outcomes, now, None::<Uuid>);
-            if let LeaseClaim::Batch(claim) = claim {
-                sqlx::query("DELETE FROM lease_claims WHERE id = $1")
-                    .bind(claim)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            release_claim!(&mut *tx, claim);
             tx.commit().await?;
         });
         Ok(())
@@ -481,16 +443,6 @@ macro_rules! write_outcomes {
     }};
 }
 pub(super) use write_outcomes;
-
-/// How a batch of leases is claimed until its outcomes are recorded; either way the claim
-/// expires by itself.
-#[derive(Debug, Clone, Copy)]
-pub enum LeaseClaim {
-    /// Written to the rows' claim columns (SQLite).
-    Columns,
-    /// The `lease_claims` row naming the batch (PostgreSQL).
-    Batch(Uuid),
-}
 
 /// What happened to one claimed lease.
 #[derive(Debug)]

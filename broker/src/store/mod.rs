@@ -10,6 +10,7 @@
 mod access;
 mod audit;
 mod backends;
+mod claims;
 mod envelopes;
 mod leases;
 mod revocations;
@@ -34,10 +35,11 @@ pub use audit::{
     chain_hash,
 };
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
+pub use claims::LeaseClaim;
 pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
 pub use leases::{
-    ACTIVE, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseClaim, LeaseFilter, LeaseOutcome,
-    LeaseRow, LeaseUser, PENDING, REVOKED,
+    ACTIVE, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseFilter, LeaseOutcome, LeaseRow,
+    LeaseUser, PENDING, REVOKED,
 };
 pub use revocations::{
     JOB_COMPLETED, JOB_FAILED, JOB_RUNNING, JobBatch, JobLeaseCount, LeaseSelector, MatchGroup,

@@ -1,10 +1,12 @@
 //! Rows of `revocation_jobs` and the lease queries a mass revocation runs: how many leases a
-//! selector matches, batches of them locked for one replica, and a job's progress.
+//! selector matches, batches of them claimed for one replica, and a job's progress.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use super::claims::{LeaseClaim, UNCLAIMED, begin_claim, commit_claim, release_claim};
 use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, write_outcomes};
 use super::{BeginWrite, LeaseAccount, LeaseRow, Store, StoreResult, on_pool};
 
@@ -133,12 +135,12 @@ pub struct JobLeaseCount {
 /// Live leases of one tenant, as a condition. `$1` is the tenant.
 const LIVE: &str = "tenant = $1 AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE')";
 
-/// A batch of leases one replica revokes for a job. On PostgreSQL the rows stay locked (`FOR
-/// UPDATE SKIP LOCKED`) until the batch is finished or dropped, so other replicas skip them and
-/// a replica that dies releases them with its connection.
+/// A batch of leases one replica revokes for a job, under a claim (see [`super::claims`]), so
+/// that other replicas, and the lease scheduler, leave it alone until it is finished or the
+/// claim's time is up.
 pub struct JobBatch {
     pub leases: Vec<LeaseAccount>,
-    lock: Option<Transaction<'static, Postgres>>,
+    claim: LeaseClaim,
 }
 
 impl Store {
@@ -206,21 +208,26 @@ impl Store {
         }))
     }
 
-    /// Takes the leases among `ids` that are still live and untaken. On PostgreSQL they stay
-    /// locked until the batch is finished or dropped, and rows another replica holds are
-    /// skipped.
+    /// Takes the leases among `ids` that are still live, untaken by a job and unclaimed, under a
+    /// claim of `owner` for `claim_for`.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn lock_job_batch(&self, ids: &[Uuid]) -> StoreResult<JobBatch> {
+    pub async fn claim_job_batch(
+        &self,
+        owner: &str,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+        claim_for: Duration,
+    ) -> StoreResult<JobBatch> {
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let lock = match self {
-            Store::Sqlite(_) => "",
-            Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        let unclaimed = match self {
+            Store::Sqlite(_) => String::new(),
+            Store::Postgres(_) => format!(" AND {UNCLAIMED}"),
         };
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM leases WHERE id IN ({}) \
-             AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') AND revocation_job IS NULL {lock}",
+             AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') AND revocation_job IS NULL{unclaimed}",
             placeholders.join(", ")
         );
         let sql = sqlx::AssertSqlSafe(sql);
@@ -231,24 +238,23 @@ impl Store {
                     query = query.bind(*id);
                 }
                 let leases = query.fetch_all(pool).await?;
-                Ok(JobBatch { leases, lock: None })
+                Ok(JobBatch {
+                    leases,
+                    claim: LeaseClaim::InRows,
+                })
             }
             Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // Losing this commit in a crash loses nothing: the leases stay live and are
-                // revoked again, and dropping a user that is gone is success.
-                sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                    .execute(&mut *tx)
-                    .await?;
+                let mut tx = begin_claim(pool, now).await?;
                 let mut query = sqlx::query_as::<_, LeaseAccount>(sql);
                 for id in ids {
                     query = query.bind(*id);
                 }
                 let leases = query.fetch_all(&mut *tx).await?;
-                Ok(JobBatch {
-                    leases,
-                    lock: Some(tx),
-                })
+                let until =
+                    now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX);
+                let claimed = leases.iter().map(|lease| lease.id).collect();
+                let claim = commit_claim(tx, owner, until, claimed).await?;
+                Ok(JobBatch { leases, claim })
             }
         }
     }
@@ -264,22 +270,12 @@ impl Store {
         outcomes: &[LeaseOutcome<'_>],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        match (self, batch.lock) {
-            (_, Some(mut tx)) => {
-                write_outcomes!(&mut *tx, outcomes, now, Some(job));
-                tx.commit().await?;
-            }
-            (Store::Sqlite(pool), None) => {
-                let mut tx = pool.begin_write().await?;
-                write_outcomes!(&mut *tx, outcomes, now, Some(job));
-                tx.commit().await?;
-            }
-            (Store::Postgres(pool), None) => {
-                let mut tx = pool.begin_write().await?;
-                write_outcomes!(&mut *tx, outcomes, now, Some(job));
-                tx.commit().await?;
-            }
-        }
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            write_outcomes!(&mut *tx, outcomes, now, Some(job));
+            release_claim!(&mut *tx, batch.claim);
+            tx.commit().await?;
+        });
         Ok(())
     }
 
