@@ -3,10 +3,10 @@
 //! A pass walks the job's matching leases in id order, a batch at a time. On PostgreSQL each
 //! batch is claimed (`store::LeaseClaim`) while its users are dropped, so replicas working the
 //! same job, and the lease scheduler, take disjoint batches, and the batch of a replica that
-//! dies is taken again once its claim's time is up; SQLite has a single broker. Two batches are in flight at once, so the store
-//! never idles the targets. A lease whose revocation fails is handed to the lease scheduler's
-//! retry policy, naming the job; the job finishes when nothing matching it is live, or only
-//! IRREVOCABLE leases are.
+//! dies is taken again once its claim's time is up; SQLite has a single broker. Two batches are
+//! in flight at once, so the store never idles the targets. A lease whose revocation fails is
+//! handed to the lease scheduler's retry policy, naming the job; the job finishes when nothing
+//! matching it is live, or only IRREVOCABLE leases are.
 
 use std::sync::Arc;
 use std::time::Duration;

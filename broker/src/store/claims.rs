@@ -8,6 +8,8 @@
 //! writer serialises claims anyway, whatever claim there is lives on the rows themselves (the
 //! scheduler's `claimed_by`, `claim_expires_at`), and recording the outcomes clears it.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -43,11 +45,17 @@ pub(super) async fn begin_claim(
     Ok(tx)
 }
 
-/// Names `ids` in a claim of `owner` until `until`, and commits.
+/// When a claim taken at `now` for `claim_for` ends.
+pub(super) fn claim_ends(now: DateTime<Utc>, claim_for: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Names `ids` in a claim of `owner` taken at `now` for `claim_for`, and commits.
 pub(super) async fn commit_claim(
     mut tx: Transaction<'static, Postgres>,
     owner: &str,
-    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    claim_for: Duration,
     ids: Vec<Uuid>,
 ) -> Result<LeaseClaim, sqlx::Error> {
     let claim = Uuid::new_v4();
@@ -57,7 +65,7 @@ pub(super) async fn commit_claim(
         )
         .bind(claim)
         .bind(owner)
-        .bind(until)
+        .bind(claim_ends(now, claim_for))
         .bind(ids)
         .execute(&mut *tx)
         .await?;

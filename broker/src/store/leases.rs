@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::claims::{LeaseClaim, UNCLAIMED, begin_claim, commit_claim, release_claim};
+use super::claims::{LeaseClaim, UNCLAIMED, begin_claim, claim_ends, commit_claim, release_claim};
 use super::{BeginWrite, Store, StoreResult, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -257,8 +257,6 @@ impl Store {
         claim_for: Duration,
         limit: i64,
     ) -> StoreResult<(LeaseClaim, Vec<LeaseRow>)> {
-        let claim_until =
-            now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX);
         // The literal state list matches the partial index `leases_due`.
         const LIVE_AND_DUE: &str = "state IN ('PENDING', 'ACTIVE') AND due_at <= $1";
         match self {
@@ -274,7 +272,7 @@ impl Store {
                     .bind(now)
                     .bind(limit)
                     .bind(owner)
-                    .bind(claim_until)
+                    .bind(claim_ends(now, claim_for))
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -292,7 +290,7 @@ impl Store {
                     .fetch_all(&mut *tx)
                     .await?;
                 let ids = rows.iter().map(|row| row.id).collect();
-                Ok((commit_claim(tx, owner, claim_until, ids).await?, rows))
+                Ok((commit_claim(tx, owner, now, claim_for, ids).await?, rows))
             }
         }
     }

@@ -250,10 +250,8 @@ impl Store {
                     query = query.bind(*id);
                 }
                 let leases = query.fetch_all(&mut *tx).await?;
-                let until =
-                    now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX);
                 let claimed = leases.iter().map(|lease| lease.id).collect();
-                let claim = commit_claim(tx, owner, until, claimed).await?;
+                let claim = commit_claim(tx, owner, now, claim_for, claimed).await?;
                 Ok(JobBatch { leases, claim })
             }
         }
