@@ -74,19 +74,27 @@ pub struct AuditFilter<'a> {
 /// The connection the audit writer keeps for itself, so that a batch never waits behind
 /// requests for one of the pool's connections.
 pub enum WriterConnection {
+    /// A connection of its own to a SQLite store file, used on the writer's thread.
+    SqliteFile(rusqlite::Connection),
+    /// One of the pool's: how the writer reaches PostgreSQL, and a pool of one (an in-memory
+    /// SQLite store), which has no other way in.
+    Pooled(PooledWriter),
+}
+
+pub enum PooledWriter {
     Sqlite(PoolConnection<sqlx::Sqlite>),
     Postgres(PoolConnection<sqlx::Postgres>),
 }
 
-/// Runs `$body` in a write transaction `$tx` on a [`WriterConnection`].
-macro_rules! on_writer {
+/// Runs `$body` in a write transaction `$tx` on a [`PooledWriter`].
+macro_rules! on_pooled_writer {
     ($connection:expr, $tx:ident => $body:expr) => {
         match $connection {
-            WriterConnection::Sqlite(connection) => {
+            PooledWriter::Sqlite(connection) => {
                 let mut $tx = connection.begin_with("BEGIN IMMEDIATE").await?;
                 $body
             }
-            WriterConnection::Postgres(connection) => {
+            PooledWriter::Postgres(connection) => {
                 let mut $tx = connection.begin().await?;
                 $body
             }
@@ -101,14 +109,24 @@ impl Store {
         on_pool!(self, pool => pool.options().get_max_connections() > 1)
     }
 
-    /// A connection taken out of the pool for the audit writer.
+    /// A connection for the audit writer: on a SQLite store file one of its own beside the pool,
+    /// otherwise one taken out of the pool.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn writer_connection(&self) -> StoreResult<WriterConnection> {
         Ok(match self {
-            Store::Sqlite(pool) => WriterConnection::Sqlite(pool.acquire().await?),
-            Store::Postgres(pool) => WriterConnection::Postgres(pool.acquire().await?),
+            Store::Sqlite(pool) if self.lends_writer_a_connection() => {
+                WriterConnection::SqliteFile(super::sqlite_writer::open(
+                    pool.connect_options().get_filename(),
+                )?)
+            }
+            Store::Sqlite(pool) => {
+                WriterConnection::Pooled(PooledWriter::Sqlite(pool.acquire().await?))
+            }
+            Store::Postgres(pool) => {
+                WriterConnection::Pooled(PooledWriter::Postgres(pool.acquire().await?))
+            }
         })
     }
 }
@@ -132,22 +150,22 @@ pub struct AppendedBatch {
 }
 
 /// One event linked into the chain, ready to insert.
-struct Link<'a> {
-    seq: i64,
-    event: &'a AuditEvent,
-    detail: String,
-    prev_hash: Vec<u8>,
-    hash: Vec<u8>,
+pub(super) struct Link<'a> {
+    pub(super) seq: i64,
+    pub(super) event: &'a AuditEvent,
+    pub(super) detail: String,
+    pub(super) prev_hash: Vec<u8>,
+    pub(super) hash: Vec<u8>,
 }
 
 /// A batch of events linked after a head, and where it leaves the chain.
-struct Chained<'a> {
-    rows: Vec<Link<'a>>,
-    end: ChainHead,
+pub(super) struct Chained<'a> {
+    pub(super) rows: Vec<Link<'a>>,
+    pub(super) end: ChainHead,
 }
 
 /// Links `events` after `head`, each hash covering the previous one.
-fn chain<'a>(head: &ChainHead, events: &'a [AuditEvent]) -> Chained<'a> {
+pub(super) fn chain<'a>(head: &ChainHead, events: &'a [AuditEvent]) -> Chained<'a> {
     let mut seq = head.seq;
     let mut prev = head.hash.clone();
     let rows = events
@@ -197,10 +215,16 @@ impl Store {
         effects: &[&JournalEffect],
         expected: Option<&ChainHead>,
     ) -> StoreResult<AppendedBatch> {
+        let connection = match connection {
+            WriterConnection::SqliteFile(connection) => {
+                return super::sqlite_writer::append(connection, events, effects, expected);
+            }
+            WriterConnection::Pooled(connection) => connection,
+        };
         let mut applied = Vec::with_capacity(effects.len());
         let mut head = expected.cloned();
         let mut placed = Vec::new();
-        on_writer!(connection, tx => {
+        on_pooled_writer!(connection, tx => {
             if !events.is_empty() {
                 let mut rows = expected.map(|at| chain(at, events));
                 if let (Some(at), Some(chained)) = (expected, &rows) {

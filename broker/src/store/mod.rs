@@ -17,6 +17,7 @@ mod revocations;
 mod roles;
 mod rotations;
 mod secrets;
+mod sqlite_writer;
 mod tokens;
 
 use std::str::FromStr;
@@ -81,6 +82,8 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("storage holds an unexpected value: {0}")]
     Corrupt(String),
+    #[error("storage error: {0}")]
+    Writer(#[source] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL: {0}; use sqlite://PATH or postgres://…")]
@@ -91,6 +94,12 @@ impl StoreError {
     /// Whether the database rejected a write because of a unique constraint.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Self::Database(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Writer(error)
     }
 }
 
