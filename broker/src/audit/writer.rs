@@ -1,9 +1,9 @@
 //! Durable audit with group commit. Requests hand their event to one writer (a thread with its
 //! own store connection) and wait for its answer; the writer takes every event waiting at that
-//! moment (up to `MAX_BATCH`) and appends them to the chain in one transaction, so a burst of
-//! reads costs one commit, not one each. A request whose event is not durable within the
-//! timeout fails with "audit unavailable": a stuck store never freezes the server, and nothing is
-//! returned without its event.
+//! moment, and what keeps arriving over a few short pauses (up to `MAX_BATCH`), and appends them
+//! to the chain in one transaction, so a burst of reads costs one commit, not one each. A request
+//! whose event is not durable within the timeout fails with "audit unavailable": a stuck store
+//! never freezes the server, and nothing is returned without its event.
 //!
 //! The same transaction carries the row changes that must commit exactly with their event (a
 //! lease's activation with `LEASE_ISSUE`, its new expiry with `LEASE_RENEW`), and lease intents,
@@ -173,6 +173,8 @@ async fn write_batches(
         };
         let Some(first) = first else { break };
         let mut batch = vec![first];
+        // A blocking sleep: this thread runs nothing but the writer, and tokio's timers count in
+        // whole milliseconds.
         gather(&mut receiver, &mut batch, || {
             std::thread::sleep(GATHER_PAUSE)
         });

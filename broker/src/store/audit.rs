@@ -81,6 +81,7 @@ pub enum WriterConnection {
     Pooled(PooledWriter),
 }
 
+/// A connection taken out of the store's pool for the audit writer.
 pub enum PooledWriter {
     Sqlite(PoolConnection<sqlx::Sqlite>),
     Postgres(PoolConnection<sqlx::Postgres>),
