@@ -2,16 +2,19 @@
 //! the lease scheduler's rounds and the revocation jobs' batches both take one.
 //!
 //! On PostgreSQL a claim is one `lease_claims` row naming its batch's leases. A claimer holds
-//! the table's lock while it reads what no claim names and writes its own, so claimers take
-//! turns; a claim whose time is up belongs to a replica that died mid-batch and is deleted by the
-//! next claimer. Every transaction stays short. On SQLite, which serves one broker and whose one
+//! the table's lock while one statement reads what no live claim names and writes its own claim,
+//! so claimers take turns, each for one statement and its commit; a claim whose time is up
+//! belongs to a replica that died mid-batch and is deleted by the next claimer. Every
+//! transaction stays short. On SQLite, which serves one broker and whose one
 //! writer serialises claims anyway, whatever claim there is lives on the rows themselves (the
 //! scheduler's `claimed_by`, `claim_expires_at`), and recording the outcomes clears it.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::QueryAs;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 /// A store's claim on a batch of leases, until the batch's outcomes are recorded.
@@ -23,55 +26,84 @@ pub enum LeaseClaim {
     Batch(Uuid),
 }
 
-/// Leaves out the leases a live claim names; valid inside a transaction from [`begin_claim`].
-pub(super) const UNCLAIMED: &str = "id NOT IN (SELECT unnest(lease_ids) FROM lease_claims)";
+/// A claim being taken on PostgreSQL: its statement, built around the caller's `SELECT` of the
+/// leases to claim. Bind the `SELECT`'s own parameters, then [`ClaimStatement::bind_claim`], and
+/// run it with [`claim_under_lock`].
+pub(super) struct ClaimStatement {
+    sql: String,
+}
 
-/// Opens a claim on PostgreSQL: the transaction holds the claim table's lock, and the claims
-/// whose time is up at `now` are gone. Read the batch with [`UNCLAIMED`], then [`commit_claim`].
-pub(super) async fn begin_claim(
+impl ClaimStatement {
+    /// Claims the rows of `select`, whose parameters are `$1` to `$params`. In `select`, the
+    /// filter from [`ClaimStatement::unclaimed`] for that same `params` leaves out what a live
+    /// claim already names. One statement deletes the claims whose time is up, reads the batch,
+    /// writes the claim naming it (none when the batch is empty) and returns the batch's rows.
+    pub(super) fn around(select: &str, params: usize) -> Self {
+        let (now, id, owner, ends) = (params + 1, params + 2, params + 3, params + 4);
+        Self {
+            sql: format!(
+                "WITH expired AS (DELETE FROM lease_claims WHERE expires_at <= ${now}), \
+                 picked AS ({select}), \
+                 taken AS (INSERT INTO lease_claims (id, owner, expires_at, lease_ids) \
+                   SELECT ${id}, ${owner}, ${ends}, array_agg(id) FROM picked HAVING count(*) > 0) \
+                 SELECT * FROM picked"
+            ),
+        }
+    }
+
+    /// Leaves out the leases a claim names that is still live at the statement's `now`.
+    pub(super) fn unclaimed(params: usize) -> String {
+        format!(
+            "id NOT IN (SELECT unnest(lease_ids) FROM lease_claims WHERE expires_at > ${})",
+            params + 1
+        )
+    }
+
+    pub(super) fn into_sql(self) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(self.sql)
+    }
+
+    /// Binds the claim's own parameters after the `SELECT`'s: a claim of `owner` taken at `now`
+    /// for `claim_for`. Returns the claim's id with the query.
+    pub(super) fn bind_claim<'q, R>(
+        query: QueryAs<'q, Postgres, R, PgArguments>,
+        owner: &str,
+        now: DateTime<Utc>,
+        claim_for: Duration,
+    ) -> (QueryAs<'q, Postgres, R, PgArguments>, LeaseClaim) {
+        let claim = Uuid::new_v4();
+        let query = query
+            .bind(now)
+            .bind(claim)
+            .bind(owner.to_owned())
+            .bind(claim_ends(now, claim_for));
+        (query, LeaseClaim::Batch(claim))
+    }
+}
+
+/// Runs a claim's statement while holding the claim table's lock, so claimers take turns and no
+/// two claim the same lease, and commits. The lock is held for that one statement and the commit.
+pub(super) async fn claim_under_lock<R>(
     pool: &PgPool,
-    now: DateTime<Utc>,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    query: QueryAs<'_, Postgres, R, PgArguments>,
+) -> Result<Vec<R>, sqlx::Error>
+where
+    R: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
+{
     let mut tx = pool.begin().await?;
     // A claim lost in a crash loses nothing: its leases are claimed again, and dropping a user
     // that is gone is success; so the claim need not wait for its WAL flush.
     sqlx::raw_sql("SET LOCAL synchronous_commit TO OFF; LOCK TABLE lease_claims IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM lease_claims WHERE expires_at <= $1")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
+    let rows = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// When a claim taken at `now` for `claim_for` ends.
 pub(super) fn claim_ends(now: DateTime<Utc>, claim_for: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(claim_for).unwrap_or(chrono::Duration::MAX)
-}
-
-/// Names `ids` in a claim of `owner` taken at `now` for `claim_for`, and commits.
-pub(super) async fn commit_claim(
-    mut tx: Transaction<'static, Postgres>,
-    owner: &str,
-    now: DateTime<Utc>,
-    claim_for: Duration,
-    ids: Vec<Uuid>,
-) -> Result<LeaseClaim, sqlx::Error> {
-    let claim = Uuid::new_v4();
-    if !ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO lease_claims (id, owner, expires_at, lease_ids) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(claim)
-        .bind(owner)
-        .bind(claim_ends(now, claim_for))
-        .bind(ids)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(LeaseClaim::Batch(claim))
 }
 
 /// Ends `$claim` inside the transaction `$tx` that records its batch's outcomes.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::claims::{LeaseClaim, UNCLAIMED, begin_claim, claim_ends, commit_claim, release_claim};
+use super::claims::{ClaimStatement, LeaseClaim, claim_ends, claim_under_lock, release_claim};
 use super::{BeginWrite, Store, StoreResult, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -279,18 +279,17 @@ impl Store {
                 Ok((LeaseClaim::InRows, rows))
             }
             Store::Postgres(pool) => {
-                let mut tx = begin_claim(pool, now).await?;
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM leases WHERE {LIVE_AND_DUE} AND {UNCLAIMED} \
-                     ORDER BY due_at LIMIT $2"
+                let select = format!(
+                    "SELECT {COLUMNS} FROM leases WHERE {LIVE_AND_DUE} AND {} \
+                     ORDER BY due_at LIMIT $2",
+                    ClaimStatement::unclaimed(2)
                 );
-                let rows = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
+                let statement = ClaimStatement::around(&select, 2);
+                let query = sqlx::query_as::<_, LeaseRow>(statement.into_sql())
                     .bind(now)
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let ids = rows.iter().map(|row| row.id).collect();
-                Ok((commit_claim(tx, owner, now, claim_for, ids).await?, rows))
+                    .bind(limit);
+                let (query, claim) = ClaimStatement::bind_claim(query, owner, now, claim_for);
+                Ok((claim, claim_under_lock(pool, query).await?))
             }
         }
     }
@@ -358,7 +357,6 @@ impl Store {
     }
 }
 
-/// Marks `count` leases (ids bound from `$3`) REVOKED: `$1` is `REVOKED`, `$2` the time.
 /// Marks leases revoked: `$1` REVOKED, `$2` now, `$3` the job that revoked them (or NULL to
 /// keep the one they carry), then the ids.
 pub(super) fn mark_revoked_sql(count: usize) -> String {

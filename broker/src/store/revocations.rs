@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::claims::{LeaseClaim, UNCLAIMED, begin_claim, commit_claim, release_claim};
+use super::claims::{ClaimStatement, LeaseClaim, claim_under_lock, release_claim};
 use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, write_outcomes};
 use super::{BeginWrite, LeaseAccount, LeaseRow, Store, StoreResult, on_pool};
 
@@ -221,19 +221,14 @@ impl Store {
         claim_for: Duration,
     ) -> StoreResult<JobBatch> {
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let unclaimed = match self {
-            Store::Sqlite(_) => String::new(),
-            Store::Postgres(_) => format!(" AND {UNCLAIMED}"),
-        };
-        let sql = format!(
+        let select = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM leases WHERE id IN ({}) \
-             AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') AND revocation_job IS NULL{unclaimed}",
+             AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') AND revocation_job IS NULL",
             placeholders.join(", ")
         );
-        let sql = sqlx::AssertSqlSafe(sql);
         match self {
             Store::Sqlite(pool) => {
-                let mut query = sqlx::query_as::<_, LeaseAccount>(sql);
+                let mut query = sqlx::query_as::<_, LeaseAccount>(sqlx::AssertSqlSafe(select));
                 for id in ids {
                     query = query.bind(*id);
                 }
@@ -244,14 +239,14 @@ impl Store {
                 })
             }
             Store::Postgres(pool) => {
-                let mut tx = begin_claim(pool, now).await?;
-                let mut query = sqlx::query_as::<_, LeaseAccount>(sql);
+                let select = format!("{select} AND {}", ClaimStatement::unclaimed(ids.len()));
+                let statement = ClaimStatement::around(&select, ids.len());
+                let mut query = sqlx::query_as::<_, LeaseAccount>(statement.into_sql());
                 for id in ids {
                     query = query.bind(*id);
                 }
-                let leases = query.fetch_all(&mut *tx).await?;
-                let claimed = leases.iter().map(|lease| lease.id).collect();
-                let claim = commit_claim(tx, owner, now, claim_for, claimed).await?;
+                let (query, claim) = ClaimStatement::bind_claim(query, owner, now, claim_for);
+                let leases = claim_under_lock(pool, query).await?;
                 Ok(JobBatch { leases, claim })
             }
         }
