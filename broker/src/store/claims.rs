@@ -26,59 +26,46 @@ pub enum LeaseClaim {
     Batch(Uuid),
 }
 
-/// A claim being taken on PostgreSQL: its statement, built around the caller's `SELECT` of the
-/// leases to claim. Bind the `SELECT`'s own parameters, then [`ClaimStatement::bind_claim`], and
-/// run it with [`claim_under_lock`].
-pub(super) struct ClaimStatement {
-    sql: String,
+/// The statement that claims, on PostgreSQL, the rows of `select`, whose parameters are `$1` to
+/// `$params`; `select` filters with [`unclaimed`] for that same `params`. In one statement it
+/// deletes the claims whose time is up, reads the batch, writes the claim naming it (none when
+/// the batch is empty) and returns the batch's rows. Bind the `SELECT`'s own parameters, then
+/// [`bind_claim`], and run it with [`claim_under_lock`].
+pub(super) fn claiming(select: &str, params: usize) -> sqlx::AssertSqlSafe<String> {
+    let (now, id, owner, ends) = (params + 1, params + 2, params + 3, params + 4);
+    sqlx::AssertSqlSafe(format!(
+        "WITH expired AS (DELETE FROM lease_claims WHERE expires_at <= ${now}), \
+         picked AS ({select}), \
+         taken AS (INSERT INTO lease_claims (id, owner, expires_at, lease_ids) \
+           SELECT ${id}, ${owner}, ${ends}, array_agg(id) FROM picked HAVING count(*) > 0) \
+         SELECT * FROM picked"
+    ))
 }
 
-impl ClaimStatement {
-    /// Claims the rows of `select`, whose parameters are `$1` to `$params`. In `select`, the
-    /// filter from [`ClaimStatement::unclaimed`] for that same `params` leaves out what a live
-    /// claim already names. One statement deletes the claims whose time is up, reads the batch,
-    /// writes the claim naming it (none when the batch is empty) and returns the batch's rows.
-    pub(super) fn around(select: &str, params: usize) -> Self {
-        let (now, id, owner, ends) = (params + 1, params + 2, params + 3, params + 4);
-        Self {
-            sql: format!(
-                "WITH expired AS (DELETE FROM lease_claims WHERE expires_at <= ${now}), \
-                 picked AS ({select}), \
-                 taken AS (INSERT INTO lease_claims (id, owner, expires_at, lease_ids) \
-                   SELECT ${id}, ${owner}, ${ends}, array_agg(id) FROM picked HAVING count(*) > 0) \
-                 SELECT * FROM picked"
-            ),
-        }
-    }
+/// Leaves out the leases named by a claim still live at the [`claiming`] statement's `now`
+/// (the statement cannot see its own delete of the claims whose time is up).
+pub(super) fn unclaimed(params: usize) -> String {
+    format!(
+        "id NOT IN (SELECT unnest(lease_ids) FROM lease_claims WHERE expires_at > ${})",
+        params + 1
+    )
+}
 
-    /// Leaves out the leases a claim names that is still live at the statement's `now`.
-    pub(super) fn unclaimed(params: usize) -> String {
-        format!(
-            "id NOT IN (SELECT unnest(lease_ids) FROM lease_claims WHERE expires_at > ${})",
-            params + 1
-        )
-    }
-
-    pub(super) fn into_sql(self) -> sqlx::AssertSqlSafe<String> {
-        sqlx::AssertSqlSafe(self.sql)
-    }
-
-    /// Binds the claim's own parameters after the `SELECT`'s: a claim of `owner` taken at `now`
-    /// for `claim_for`. Returns the claim's id with the query.
-    pub(super) fn bind_claim<'q, R>(
-        query: QueryAs<'q, Postgres, R, PgArguments>,
-        owner: &str,
-        now: DateTime<Utc>,
-        claim_for: Duration,
-    ) -> (QueryAs<'q, Postgres, R, PgArguments>, LeaseClaim) {
-        let claim = Uuid::new_v4();
-        let query = query
-            .bind(now)
-            .bind(claim)
-            .bind(owner.to_owned())
-            .bind(claim_ends(now, claim_for));
-        (query, LeaseClaim::Batch(claim))
-    }
+/// Binds a [`claiming`] statement's own parameters after the `SELECT`'s: a claim of `owner`
+/// taken at `now` for `claim_for`. Returns the claim with the query.
+pub(super) fn bind_claim<'q, R>(
+    query: QueryAs<'q, Postgres, R, PgArguments>,
+    owner: &str,
+    now: DateTime<Utc>,
+    claim_for: Duration,
+) -> (QueryAs<'q, Postgres, R, PgArguments>, LeaseClaim) {
+    let claim = Uuid::new_v4();
+    let query = query
+        .bind(now)
+        .bind(claim)
+        .bind(owner.to_owned())
+        .bind(claim_ends(now, claim_for));
+    (query, LeaseClaim::Batch(claim))
 }
 
 /// Runs a claim's statement while holding the claim table's lock, so claimers take turns and no

@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::claims::{ClaimStatement, LeaseClaim, claim_ends, claim_under_lock, release_claim};
+use super::claims::{
+    LeaseClaim, bind_claim, claim_ends, claim_under_lock, claiming, release_claim, unclaimed,
+};
 use super::{BeginWrite, Store, StoreResult, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -282,13 +284,12 @@ impl Store {
                 let select = format!(
                     "SELECT {COLUMNS} FROM leases WHERE {LIVE_AND_DUE} AND {} \
                      ORDER BY due_at LIMIT $2",
-                    ClaimStatement::unclaimed(2)
+                    unclaimed(2)
                 );
-                let statement = ClaimStatement::around(&select, 2);
-                let query = sqlx::query_as::<_, LeaseRow>(statement.into_sql())
+                let query = sqlx::query_as::<_, LeaseRow>(claiming(&select, 2))
                     .bind(now)
                     .bind(limit);
-                let (query, claim) = ClaimStatement::bind_claim(query, owner, now, claim_for);
+                let (query, claim) = bind_claim(query, owner, now, claim_for);
                 Ok((claim, claim_under_lock(pool, query).await?))
             }
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::claims::{ClaimStatement, LeaseClaim, claim_under_lock, release_claim};
+use super::claims::{LeaseClaim, bind_claim, claim_under_lock, claiming, release_claim, unclaimed};
 use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, write_outcomes};
 use super::{BeginWrite, LeaseAccount, LeaseRow, Store, StoreResult, on_pool};
 
@@ -239,13 +239,12 @@ impl Store {
                 })
             }
             Store::Postgres(pool) => {
-                let select = format!("{select} AND {}", ClaimStatement::unclaimed(ids.len()));
-                let statement = ClaimStatement::around(&select, ids.len());
-                let mut query = sqlx::query_as::<_, LeaseAccount>(statement.into_sql());
+                let select = format!("{select} AND {}", unclaimed(ids.len()));
+                let mut query = sqlx::query_as::<_, LeaseAccount>(claiming(&select, ids.len()));
                 for id in ids {
                     query = query.bind(*id);
                 }
-                let (query, claim) = ClaimStatement::bind_claim(query, owner, now, claim_for);
+                let (query, claim) = bind_claim(query, owner, now, claim_for);
                 let leases = claim_under_lock(pool, query).await?;
                 Ok(JobBatch { leases, claim })
             }
