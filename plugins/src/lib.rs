@@ -6,12 +6,14 @@
 //! and answers with typed errors that say whether a retry can help.
 //!
 //! - [`template`] renders statement templates, quoting every substitution for its dialect;
+//! - [`list_form`] revokes a batch of users with one statement per template where SQL allows;
 //! - [`username`] derives usernames from a template, cut to the target's limit;
 //! - [`password`] generates passwords; [`hashing`] turns them into the verifiers sent instead;
 //! - [`postgres`] and [`mysql`] are the two database plugins, each with a bounded pool.
 
 mod error;
 pub mod hashing;
+pub mod list_form;
 pub mod mysql;
 pub mod password;
 mod pool;

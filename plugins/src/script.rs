@@ -1,8 +1,10 @@
 //! Turning a role's statement templates into one script per request, and revoking a batch of
-//! users in as few round trips as the target allows. Shared by both database plugins.
+//! users in as few round trips (and statements, see `list_form`) as the target allows. Shared
+//! by both database plugins.
 
 use futures_util::future::join_all;
 
+use crate::list_form::revocation_script;
 use crate::template::{Dialect, Purpose, Template, Values, parse_all};
 use crate::{PluginError, RenewUser, RevokeUser};
 
@@ -81,6 +83,23 @@ fn revocations(dialect: Dialect, users: &[RevokeUser]) -> Vec<Result<String, Plu
         .collect()
 }
 
+/// One script for a chunk: in list form when its users share their revocation statements (the
+/// usual case, users of one role), otherwise each user's script in turn.
+fn chunk_script(dialect: Dialect, chunk: &[RevokeUser]) -> Result<String, PluginError> {
+    match chunk {
+        [first, rest @ ..] if rest.iter().all(|u| u.statements == first.statements) => {
+            let templates = parse_all(dialect, Purpose::Revocation, &first.statements)?;
+            let names: Vec<&str> = chunk.iter().map(|u| u.username.as_str()).collect();
+            revocation_script(dialect, &templates, &names)
+        }
+        _ => {
+            let scripts: Result<Vec<String>, PluginError> =
+                revocations(dialect, chunk).into_iter().collect();
+            Ok(scripts?.join(";\n"))
+        }
+    }
+}
+
 /// Runs revocation scripts on one target.
 pub(crate) trait RevokeTarget: Sync {
     /// Runs `script` in one round trip.
@@ -99,18 +118,13 @@ pub(crate) async fn revoke_batch(
     target: &impl RevokeTarget,
 ) -> Vec<Result<(), PluginError>> {
     let chunks = users.chunks(REVOKE_CHUNK).map(|chunk| async move {
-        let scripts = revocations(dialect, chunk);
-        let together: Result<Vec<&str>, PluginError> = scripts
-            .iter()
-            .map(|s| s.as_deref().map_err(Clone::clone))
-            .collect();
-        if let Ok(parts) = together
-            && target.run(&parts.join(";\n")).await.is_ok()
+        if let Ok(script) = chunk_script(dialect, chunk)
+            && target.run(&script).await.is_ok()
         {
             return chunk.iter().map(|_| Ok(())).collect::<Vec<_>>();
         }
         let mut results = Vec::with_capacity(chunk.len());
-        for script in scripts {
+        for script in revocations(dialect, chunk) {
             results.push(match script {
                 Ok(script) => target.run_unless_gone(&script).await,
                 Err(e) => Err(e),

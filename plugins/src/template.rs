@@ -116,13 +116,9 @@ impl Template {
         for segment in &self.segments {
             match segment {
                 Segment::Text(text) => out.push_str(text),
-                Segment::Value(Placeholder::Name) => out.push_str(&match dialect {
-                    Dialect::Postgres if values.name.contains('\0') => {
-                        return Err(PluginError::invalid("a name contains a NUL byte"));
-                    }
-                    Dialect::Postgres => quote_identifier(dialect, values.name),
-                    Dialect::Mysql => quote_literal(dialect, values.name)?,
-                }),
+                Segment::Value(Placeholder::Name) => {
+                    out.push_str(&quote_name(dialect, values.name)?)
+                }
                 Segment::Value(Placeholder::Password) => {
                     let password = values
                         .password
@@ -148,6 +144,35 @@ impl Template {
             }
         }
         Ok(out)
+    }
+
+    /// The text before and after the placeholder, when the template's only placeholder is one
+    /// `{{name}}` (`DROP ROLE {{name}}`, `GRANT {{name}} TO CURRENT_USER`).
+    pub(crate) fn around_single_name(&self) -> Option<(&str, &str)> {
+        match self.segments.as_slice() {
+            [Segment::Text(head), Segment::Value(Placeholder::Name)] => Some((head, "")),
+            [
+                Segment::Text(head),
+                Segment::Value(Placeholder::Name),
+                Segment::Text(tail),
+            ] => Some((head, tail)),
+            _ => None,
+        }
+    }
+}
+
+/// Quotes a user name for `{{name}}`: an identifier in PostgreSQL, an account-name string in
+/// MySQL.
+///
+/// # Errors
+/// `InvalidInput` for a NUL byte, or a backslash in MySQL.
+pub(crate) fn quote_name(dialect: Dialect, name: &str) -> Result<String, PluginError> {
+    match dialect {
+        Dialect::Postgres if name.contains('\0') => {
+            Err(PluginError::invalid("a name contains a NUL byte"))
+        }
+        Dialect::Postgres => Ok(quote_identifier(dialect, name)),
+        Dialect::Mysql => quote_literal(dialect, name),
     }
 }
 

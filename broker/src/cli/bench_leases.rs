@@ -14,6 +14,7 @@ use chrono::Utc;
 use clap::Args;
 use futures_util::future::join_all;
 use leasehold_plugins::hashing::{mysql_native_hash, scram_sha256_verifier};
+use leasehold_plugins::list_form::revocation_script;
 use leasehold_plugins::password::PasswordPolicy;
 use leasehold_plugins::template::{Dialect, Purpose, Template, Values, parse_all};
 use mysql_async::prelude::Queryable;
@@ -352,31 +353,18 @@ pub(super) async fn raw_create(
     ok
 }
 
-/// Drops every user the plain client created, 50 per round trip, all connections in parallel.
-/// Returns how many could not be dropped.
+/// Drops every user the plain client created, 50 per round trip, all connections in parallel,
+/// with the same script as the plugin sends (the role's statements in list form where SQL
+/// allows). Returns how many could not be dropped.
 pub(super) async fn raw_cleanup(workers: &mut [RawWorker], statements: &RoleStatements) -> usize {
     let drops = workers.iter_mut().map(|worker| async move {
         let dialect = worker.conn.dialect();
         let users = std::mem::take(&mut worker.created);
         let mut failures = 0;
         for chunk in users.chunks(50) {
-            let scripts: Result<Vec<String>, String> = chunk
-                .iter()
-                .map(|name| {
-                    render(
-                        &statements.revocation,
-                        dialect,
-                        &Values {
-                            name,
-                            password: None,
-                            password_hash: None,
-                            expiration: None,
-                        },
-                    )
-                })
-                .collect();
-            let done = match scripts {
-                Ok(scripts) => worker.conn.execute(&scripts.join(";\n")).await.is_ok(),
+            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let done = match revocation_script(dialect, &statements.revocation, &names) {
+                Ok(script) => worker.conn.execute(&script).await.is_ok(),
                 Err(_) => false,
             };
             failures += if done { 0 } else { chunk.len() };

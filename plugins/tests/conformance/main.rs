@@ -168,11 +168,12 @@ async fn batch_revocation_isolates_failures(target: &dyn Target) {
             .expect("create");
         users.push(revocation(target, &username));
     }
-    // A user that never existed and one whose statement the target rejects.
-    users.push(revocation(
-        target,
-        &format!("{}_never_created", target.prefix()),
-    ));
+    // A user that never existed, in the first chunk (whose users share the default statements,
+    // so it is tried in list form first), and one whose statement the target rejects.
+    users.insert(
+        10,
+        revocation(target, &format!("{}_never_created", target.prefix())),
+    );
     let mut broken = revocation(target, &new_username(target));
     broken.statements = vec!["DROP TABLE {{name}}".into()];
     users.push(broken);
@@ -189,7 +190,7 @@ async fn batch_revocation_isolates_failures(target: &dyn Target) {
         "only the broken statement fails: {failed:?}"
     );
     assert_eq!(failed[0].0, users.len() - 1);
-    for user in &users[..120] {
+    for user in &users[..121] {
         assert!(!target.user_exists(&user.username).await);
     }
     target.cleanup().await;
@@ -203,6 +204,48 @@ async fn postgresql_batch_revocation_isolates_failures() {
 #[tokio::test]
 async fn mariadb_batch_revocation_isolates_failures() {
     batch_revocation_isolates_failures(&MariadbTarget::start().await).await;
+}
+
+/// A batch of users of one role is revoked with one statement per template (`DROP OWNED BY a,
+/// b, …`); the objects they own still pass to the admin, as user by user.
+#[tokio::test]
+async fn postgresql_batch_revocation_reassigns_owned_objects() {
+    let target = PostgresTarget::start().await;
+    let p = target.prefix().to_owned();
+    target
+        .superuser(&format!(
+            "CREATE SCHEMA {p}_work; GRANT USAGE, CREATE ON SCHEMA {p}_work TO {p}_readers"
+        ))
+        .await;
+    let backend = target.backend(2);
+    let mut users = Vec::new();
+    for i in 0..3 {
+        let username = new_username(&target);
+        let password = PasswordPolicy::default().generate();
+        create(&*backend, &creation(&target, &username, &password))
+            .await
+            .expect("create");
+        target
+            .run_as(
+                &username,
+                password.expose_secret(),
+                &format!("CREATE TABLE {p}_work.t{i} (id int)"),
+            )
+            .await
+            .expect("the user creates a table");
+        users.push(revocation(&target, &username));
+    }
+    let results = backend.revoke(&users).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for user in &users {
+        assert!(!target.user_exists(&user.username).await);
+    }
+    let owned_by_admin = target
+        .superuser_query_i64(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{p}_work' AND tableowner = '{p}_admin'"
+        ))
+        .await;
+    assert_eq!(owned_by_admin, 3, "the users' tables pass to the admin");
 }
 
 async fn hostile_names_cannot_inject(target: &dyn Target) {
