@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Usage: docs/bench/issue.sh BINARY PLUGIN(postgresql|mariadb) [DURATION] [ROUNDS]
+# Usage: [CS="1 8 32"] docs/bench/issue.sh BINARY PLUGIN(postgresql|mariadb) [DURATION] [ROUNDS]
+# CS lists the concurrencies to run (default 1, 8 and 32).
 set -euo pipefail
 B=$1; PLUGIN=$2; DUR=${3:-5s}; ROUNDS=${4:-3}
 DATA=$(mktemp -d /tmp/lhbench.XXXX)
@@ -23,7 +24,7 @@ else
   CONN='{"host":"127.0.0.1","port":3306,"username":"lhb_admin","password":"bench-admin","sslMode":"disable"}'
   export LEASEHOLD_BENCH_BASELINE_URL="mysql://lhb_admin:bench-admin@127.0.0.1:3306"
 fi
-for C in 1 8 32; do
+for C in ${CS:-1 8 32}; do
   echo "{\"plugin\":\"$PLUGIN\",\"connection\":$CONN,\"maxOpenConnections\":$C}" | $B backend put bench-db --file - >/dev/null
   echo '{"backend":"bench-db","environment":"bench","memberOf":["lhb_readers"],"defaultTtl":"10m","maxTtl":"1h"}' | $B role put bench-role --file - >/dev/null
   $B bench issue --role bench-role --concurrency $C --duration $DUR --rounds $ROUNDS
