@@ -10,9 +10,11 @@ set -euo pipefail
 . "$(dirname "$0")/broker.sh"
 B=$1; ROUNDS=${2:-1}; PORT=18730
 command -v perf >/dev/null || { echo "needs perf (Debian: linux-perf)" >&2; exit 2; }
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+reads() { curl -s "$LEASEHOLD_ADDR/metrics" | awk '/^leasehold_secret_read_duration_seconds_count/ {print $2}'; }
 for round in $(seq 1 "$ROUNDS"); do
   DIR=$(mktemp -d /tmp/lhthreads.XXXX); PIDS=()
-  trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
   printf 'listen = "127.0.0.1:%s"\ndatabase_url = "sqlite://%s/leasehold.db"\n[kms]\nprovider = "local"\nkey_file = "%s/master.key"\n' \
     "$PORT" "$DIR" "$DIR" > "$DIR/leasehold.toml"
   serve_broker "$B" "$DIR" "$PORT"
@@ -20,7 +22,6 @@ for round in $(seq 1 "$ROUNDS"); do
   LEASEHOLD_TOKEN=$(cat "$DIR/token")
   "$B" secret create bench/audit/read --owner-team bench >/dev/null
   printf 'bench-value' | "$B" secret put bench/audit/read --value-file - >/dev/null
-  reads() { curl -s "$LEASEHOLD_ADDR/metrics" | awk '/^leasehold_secret_read_duration_seconds_count/ {print $2}'; }
   # `bench read` first runs 5 s of an unaudited route, then 5 s of reads: measure from 6.5 s on.
   ( sleep 6.5; before=$(reads)
     perf stat -x, --per-thread -e task-clock,syscalls:sys_enter_pread64 -p "${PIDS[0]}" \
