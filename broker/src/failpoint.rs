@@ -4,9 +4,14 @@
 //! `LEASEHOLD_FAILPOINT=<name>` aborts the process (no unwinding, no cleanup, like `SIGKILL`)
 //! when execution reaches `hit("<name>")`.
 
-/// Aborts the process when the fail-point `name` is enabled (debug builds only).
+/// Whether the fail-point `name` is enabled (never in release builds).
+pub fn enabled(name: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var("LEASEHOLD_FAILPOINT").is_ok_and(|v| v == name)
+}
+
+/// Aborts the process when the fail-point `name` is enabled.
 pub fn hit(name: &str) {
-    if cfg!(debug_assertions) && std::env::var("LEASEHOLD_FAILPOINT").is_ok_and(|v| v == name) {
+    if enabled(name) {
         eprintln!("fail-point {name} reached: aborting");
         std::process::abort();
     }

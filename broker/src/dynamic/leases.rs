@@ -233,31 +233,42 @@ impl LeaseService {
                 .await;
             return Err(error);
         }
-        let created = match prepared {
-            Ok(prepared) => prepared.commit().await,
-            Err(error) => Err(error),
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.revoke_rows(std::slice::from_ref(&lease)).await;
+                return Err(DynamicError::backend(&role.backend, error));
+            }
+        };
+        // With the intent durable, the user's commit and the lease's activation (with its
+        // event) run at once: whichever a crash interrupts, a live lease row covers the user.
+        let activation = self.audit.record_with(
+            lease_event(caller, EventType::LeaseIssue, &lease),
+            JournalEffect::ActivateLease {
+                id: lease.id,
+                at: Utc::now(),
+            },
+        );
+        let (created, activated) = if failpoint::enabled("lease-after-create") {
+            // The interleaving a test can pin down: the user exists, the lease is still PENDING.
+            let created = prepared.commit().await;
+            failpoint::hit("lease-after-create");
+            (created, activation.await)
+        } else {
+            tokio::join!(prepared.commit(), activation)
         };
         if let Err(error) = created {
             // Part of the user may exist (MySQL commits statement by statement): revoke it now.
             self.revoke_rows(std::slice::from_ref(&lease)).await;
+            if matches!(activated, Ok(true)) {
+                self.audit_undone_issue(caller, &lease).await;
+            }
             return Err(DynamicError::backend(&role.backend, error));
         }
-        failpoint::hit("lease-after-create");
-
-        // The event and the activation commit together, or neither does.
-        let activated = self
-            .audit
-            .record_with(
-                lease_event(caller, EventType::LeaseIssue, &lease),
-                JournalEffect::ActivateLease {
-                    id: lease.id,
-                    at: Utc::now(),
-                },
-            )
-            .await;
         match activated {
             Ok(true) => {}
             Ok(false) => {
+                self.revoke_rows(std::slice::from_ref(&lease)).await;
                 return Err(DynamicError::Conflict(
                     "the lease intent was cleaned up before it could be activated; request a new lease"
                         .into(),
@@ -352,6 +363,18 @@ impl LeaseService {
             lease: renewed,
             warning,
         })
+    }
+
+    /// An issue whose `LEASE_ISSUE` event committed while its user failed to appear: the
+    /// lease is revoked and the caller saw an error, so the trail says so (best effort).
+    async fn audit_undone_issue(&self, caller: &Caller, lease: &LeaseRow) {
+        let event = lease_event(caller, EventType::LeaseRevoke, lease).detail(
+            "reason",
+            "the backend failed to create the user; the issue was undone",
+        );
+        if self.audit.record(event).await.is_err() {
+            tracing::error!(lease = %lease.id, "an undone issue could not be audited");
+        }
     }
 
     /// Every refusal is audited; the request is refused whether or not the event is recorded.

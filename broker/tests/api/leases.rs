@@ -618,3 +618,56 @@ on_both_stores!(
         app.cleanup().await;
     }
 );
+
+on_both_stores!(
+    an_issue_whose_user_fails_to_appear_is_undone,
+    |app: TestApp| async move {
+        // MariaDB commits `CREATE USER` before the failing `GRANT`: half a user exists while
+        // the lease's activation commits beside it.
+        let target = setup(&app, Kind::Mariadb, "db", "plain").await;
+        let mut role = target.role_body("db");
+        role["creationStatements"] = json!([
+            "CREATE USER {{name}}@'%' IDENTIFIED BY PASSWORD {{password_hash}}",
+            format!(
+                "GRANT SELECT ON {}.no_such_table TO {{{{name}}}}@'%'",
+                target.prefix
+            ),
+        ]);
+        let (status, body) = app
+            .request(Method::PUT, "/v1/roles/broken", Some(role))
+            .await;
+        assert_eq!(status, StatusCode::OK, "role: {body}");
+
+        let (status, body) = app.post("/v1/leases", json!({"role": "broken"})).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        let (_, page) = app.get("/v1/leases?role=broken").await;
+        let leases = page["leases"].as_array().expect("leases");
+        assert_eq!(leases.len(), 1, "{page}");
+        assert_eq!(leases[0]["state"], "REVOKED", "{page}");
+        let username = leases[0]["username"].as_str().expect("username");
+        assert!(
+            !target.user_exists(username).await,
+            "the half-created user is dropped"
+        );
+        let id = leases[0]["leaseId"].as_str().expect("lease id");
+        let (_, trail) = app.get("/v1/audit/events?limit=1000").await;
+        let of_lease: Vec<&Value> = trail["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["detail"]["leaseId"] == id)
+            .collect();
+        let undone = of_lease
+            .iter()
+            .find(|e| e["eventType"] == "LEASE_REVOKE")
+            .unwrap_or_else(|| panic!("the undone issue is audited: {of_lease:?}"));
+        assert!(
+            undone["detail"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("failed to create")),
+            "{undone}"
+        );
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
