@@ -5,7 +5,8 @@
 # (perf stat, software events: they work in VMs without hardware counters) the server's CPU per
 # read, split by thread group (HTTP workers, SQLite worker threads, the audit writer), and the
 # pread calls per read (a pooled connection re-reading pages after its cache was discarded).
-# Reads are counted from the server's own metrics over the same window.
+# Reads are counted from the server's own metrics over the same window, and the machine's idle
+# share (idle and iowait, from /proc/stat) too.
 set -euo pipefail
 . "$(dirname "$0")/broker.sh"
 B=$1; ROUNDS=${2:-1}; PORT=18730
@@ -23,9 +24,10 @@ for round in $(seq 1 "$ROUNDS"); do
   "$B" secret create bench/audit/read --owner-team bench >/dev/null
   printf 'bench-value' | "$B" secret put bench/audit/read --value-file - >/dev/null
   # `bench read` first runs 5 s of an unaudited route, then 5 s of reads: measure from 6.5 s on.
-  ( sleep 6.5; before=$(reads)
+  ( sleep 6.5; before=$(reads); head -1 /proc/stat > "$DIR/stat"
     perf stat -x, --per-thread -e task-clock,syscalls:sys_enter_pread64 -p "${PIDS[0]}" \
       -o "$DIR/perf.csv" -- sleep 2
+    head -1 /proc/stat >> "$DIR/stat"
     echo $(( $(reads) - before )) > "$DIR/reads" ) &
   window=$!
   "$B" --json bench read --concurrency 32 --duration 5s --rounds 1 --secret bench/audit/read > "$DIR/bench.json"
@@ -46,9 +48,12 @@ for line in open(f"{d}/perf.csv"):
         continue
     (cpu if f[3] == "task-clock" else pread)[group] += value
 rps = json.load(open(f"{d}/bench.json"))["read_median_rps"]
+first, last = ([int(x) for x in line.split()[1:]] for line in open(f"{d}/stat"))
+ticks = [b - a for a, b in zip(first, last)]
+idle = (ticks[3] + ticks[4]) * 100 / sum(ticks)
 parts = " · ".join(f"{g} {ms * 1000 / reads:.0f}" for g, ms in cpu.most_common(3))
 print(f"{rps:7.0f} reads/s   server CPU per read {sum(cpu.values()) * 1000 / reads:.0f} µs ({parts})"
-      f"   pread per read {sum(pread.values()) / reads:.2f}")
+      f"   pread per read {sum(pread.values()) / reads:.2f}   machine idle {idle:.0f}%")
 PY
   kill "${PIDS[@]}" 2>/dev/null || true
   wait "${PIDS[@]}" 2>/dev/null || true
