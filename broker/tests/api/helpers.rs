@@ -41,6 +41,7 @@ pub struct TestDb {
     pub alert_webhook_url: Option<String>,
     pub audit_sink: Option<leasehold_broker::audit::SinkSettings>,
     pub revocation_retry_budget_seconds: u64,
+    pub scheduler_claim_seconds: u64,
     /// The KMS configuration of the next start, when not the local key ring in `dir`.
     kms: std::sync::Mutex<Option<KmsSettings>>,
 }
@@ -73,6 +74,7 @@ impl TestDb {
             alert_webhook_url: None,
             audit_sink: None,
             revocation_retry_budget_seconds: 24 * 3600,
+            scheduler_claim_seconds: 60,
             kms: std::sync::Mutex::new(None),
         }
     }
@@ -104,7 +106,7 @@ impl TestDb {
             audit_sink: self.audit_sink.clone(),
             lease_intent_grace_seconds: 120,
             revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
-            scheduler_claim_seconds: 60,
+            scheduler_claim_seconds: self.scheduler_claim_seconds,
             revocation_fence_seconds: 24 * 3600,
         }
     }
@@ -149,6 +151,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     db.alert_webhook_url = settings.alert_webhook_url;
     db.audit_sink = settings.audit_sink;
     db.revocation_retry_budget_seconds = settings.revocation_retry_budget_seconds;
+    db.scheduler_claim_seconds = settings.scheduler_claim_seconds;
     db.set_kms(settings.kms);
     let db = Arc::new(db);
     let mut app = start(db, None).await;

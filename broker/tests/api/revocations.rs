@@ -521,7 +521,8 @@ async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_survives_a_restart_and_is_shared_by_replicas() {
-    let app = spawn_app_with(Backend::Postgres, |_| {}).await;
+    // A batch the stopped broker had claimed is taken again once its claim lapses.
+    let app = spawn_app_with(Backend::Postgres, |s| s.scheduler_claim_seconds = 3).await;
     let target = Target::create(Kind::Postgres).await;
     put_backend(&app, "db", &target).await;
     put_role(&app, "bulk", "db", "prod", &target).await;
@@ -537,8 +538,8 @@ async fn a_job_survives_a_restart_and_is_shared_by_replicas() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let job = accepted["jobId"].as_str().expect("job").to_owned();
-    // Stop mid-job (open batches roll back with their connections), start again beside a
-    // second replica: the two finish the job together.
+    // Stop mid-job, start again beside a second replica: the two finish the job together,
+    // within the wait even when the stop left a batch claimed.
     let app = app.restart().await;
     let replica = app.spawn_replica().await;
     let view = wait_for_job(&replica, &job, Duration::from_secs(60)).await;
