@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Usage: docs/bench/revoke.sh BINARY [LEASES] [STORE] [CONNECTIONS]
 # A broker on a SQLite or PostgreSQL store (STORE = sqlite | postgres); LEASES PostgreSQL leases
-# revoked by one mass revocation job, timed until every user is gone from pg_roles; compared
+# revoked by one mass revocation job, timed until the job reports COMPLETED (then checked in
+# pg_roles: the bench fails if any user is left); compared
 # with a plain client dropping as many users of the same role over CONNECTIONS connections.
+# BENCH=BINARY runs the bench client itself from another build (to compare servers under one clock).
 set -euo pipefail
 B=$1; N=${2:-10000}; STORE=${3:-sqlite}; C=${4:-4}
 DIR=$(mktemp -d /tmp/lhrevoke.XXXX)
@@ -37,4 +39,4 @@ export LEASEHOLD_ADDR=http://127.0.0.1:18701
 echo "{\"plugin\":\"postgresql\",\"connection\":{\"host\":\"127.0.0.1\",\"port\":5432,\"database\":\"postgres\",\"username\":\"lhb_admin\",\"password\":\"bench-admin\",\"sslMode\":\"disable\"},\"maxOpenConnections\":$C}" | $B backend put bench-db --file - >/dev/null
 echo '{"backend":"bench-db","environment":"bench","memberOf":["lhb_readers"],"defaultTtl":"1h","maxTtl":"2h"}' | $B role put bench-role --file - >/dev/null
 LEASEHOLD_BENCH_BASELINE_URL="postgres://lhb_admin:bench-admin@127.0.0.1:5432/postgres" \
-  $B bench revoke --role bench-role --leases "$N" --connections "$C"
+  ${BENCH:-$B} bench revoke --role bench-role --leases "$N" --connections "$C"

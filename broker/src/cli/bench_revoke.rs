@@ -1,5 +1,6 @@
-//! `leasehold bench revoke`: a mass revocation of N leases, timed from the request until every
-//! user is really gone from the target, next to the physical limit measured in the same run — a
+//! `leasehold bench revoke`: a mass revocation of N leases, timed from the request until the
+//! broker answers that the job is COMPLETED (every drop returned), then checked on the target:
+//! the bench fails if any user is left. Next to it, the physical limit measured in the same run — a
 //! plain client dropping the same number of users of the same role, 50 per round trip, over the
 //! same number of connections. While the job runs, the backend admin's sessions on the target are
 //! sampled, to show that the job never opens more connections than the backend's pool.
@@ -101,6 +102,9 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
             )));
         }
     };
+    // The job answers COMPLETED once every drop has returned, as the plain client's clock stops
+    // when its last drop returns; the count after the clock checks that no user is left.
+    let broker_elapsed = started.elapsed();
     let _ = stop_sampling.send(());
     let mut checker = sampler
         .await
@@ -109,7 +113,6 @@ pub async fn revoke(client_args: &ClientArgs, args: RevokeBenchArgs) -> Result<(
         .count_users(&usernames)
         .await
         .map_err(other("counting users"))?;
-    let broker_elapsed = started.elapsed();
     let _: Value = client
         .call(
             Method::DELETE,
