@@ -175,11 +175,11 @@ impl RevocationService {
         selector: &Selector,
     ) -> Result<Preview, DynamicError> {
         let filter = selector.to_store()?;
-        let groups = self.store.count_selected_leases(tenant, &filter).await?;
-        let sample = self
-            .store
-            .sample_selected_leases(tenant, &filter, SAMPLE)
-            .await?;
+        // Two independent scans: a job's request waits for the longer, not for both.
+        let (groups, sample) = tokio::try_join!(
+            self.store.count_selected_leases(tenant, &filter),
+            self.store.sample_selected_leases(tenant, &filter, SAMPLE),
+        )?;
         Ok(Preview {
             matched: groups.iter().map(|g| g.count).sum(),
             by_role: groups

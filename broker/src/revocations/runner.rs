@@ -197,13 +197,56 @@ impl JobRunner {
         Ok(())
     }
 
-    /// Reports new failures once, and finishes the job when nothing matching it is live, or
-    /// only leases it could not revoke within their budget are.
+    /// Finishes the job when nothing matching it is live, or only leases it could not revoke
+    /// within their budget are; reports new failures once. A finished job answers its waiting
+    /// requests before its counts are taken for the audit event.
     async fn settle(
         &self,
         job: &RevocationJobRow,
         filter: &LeaseSelector,
     ) -> Result<(), StoreError> {
+        let (live, irrevocable) = self
+            .store
+            .remaining_selected_leases(&job.tenant, filter, job.id)
+            .await?;
+        // Failed leases are live ones: with none left there is nothing to report.
+        let reported = match live {
+            0 => None,
+            _ => Some(self.report_new_failures(job).await?),
+        };
+        let state = match (live, irrevocable) {
+            (0, _) => JOB_COMPLETED,
+            (live, irrevocable) if live == irrevocable => JOB_FAILED,
+            _ => return Ok(()),
+        };
+        let now = Utc::now().trunc_subsecs(6);
+        if !self.store.finish_revocation_job(job.id, state, now).await? {
+            return Ok(());
+        }
+        let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
+        metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);
+        self.signals.finished.notify_waiters();
+        let counts = match reported {
+            Some(counts) => counts,
+            None => JobCounts::from_rows(&self.store.job_lease_counts(job.id).await?),
+        };
+        let (revoked, failed) = (counts.revoked, counts.failed());
+        tracing::info!(job = %job.id, state, revoked, failed, seconds, "revocation job finished");
+        self.record(
+            AuditEvent::system(&job.tenant, EventType::RevocationComplete)
+                .detail("jobId", job.id.to_string())
+                .detail("state", state)
+                .detail("total", job.total)
+                .detail("revoked", revoked)
+                .detail("failed", failed)
+                .detail("seconds", seconds),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Audits and alerts the job's failed revocations once per new count; answers the counts.
+    async fn report_new_failures(&self, job: &RevocationJobRow) -> Result<JobCounts, StoreError> {
         let counts = JobCounts::from_rows(&self.store.job_lease_counts(job.id).await?);
         let (revoked, failed_total) = (counts.revoked, counts.failed());
         if failed_total > job.failures_reported
@@ -228,33 +271,7 @@ impl JobRunner {
                 "action": "the scheduler retries them with backoff; GET /v1/revocations/{id} shows progress",
             }));
         }
-        let (live, irrevocable) = self
-            .store
-            .remaining_selected_leases(&job.tenant, filter, job.id)
-            .await?;
-        let state = match (live, irrevocable) {
-            (0, _) => JOB_COMPLETED,
-            (live, irrevocable) if live == irrevocable => JOB_FAILED,
-            _ => return Ok(()),
-        };
-        let now = Utc::now().trunc_subsecs(6);
-        if self.store.finish_revocation_job(job.id, state, now).await? {
-            let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
-            metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);
-            tracing::info!(job = %job.id, state, revoked, failed = failed_total, seconds, "revocation job finished");
-            self.signals.finished.notify_waiters();
-            self.record(
-                AuditEvent::system(&job.tenant, EventType::RevocationComplete)
-                    .detail("jobId", job.id.to_string())
-                    .detail("state", state)
-                    .detail("total", job.total)
-                    .detail("revoked", revoked)
-                    .detail("failed", failed_total)
-                    .detail("seconds", seconds),
-            )
-            .await;
-        }
-        Ok(())
+        Ok(counts)
     }
 
     /// Best effort: the revocations happened and are recorded on the leases and the job.
