@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::claims::{LeaseClaim, bind_claim, claim_under_lock, claiming, release_claim, unclaimed};
 use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, write_outcomes};
-use super::{BeginWrite, LeaseAccount, LeaseRow, Store, StoreResult, on_pool};
+use super::{BeginWrite, LeaseAccount, LeaseRow, REVOKED, Store, StoreResult, on_pool};
 
 pub const JOB_RUNNING: &str = "RUNNING";
 pub const JOB_COMPLETED: &str = "COMPLETED";
@@ -296,20 +296,40 @@ impl Store {
         Ok((live, irrevocable))
     }
 
-    /// The leases `job` revoked or failed to revoke, by backend and state.
+    /// The leases `job` revoked or failed to revoke, by backend and state. The counts come from
+    /// the index alone; the errors are read only for failed leases, which are few.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn job_lease_counts(&self, job: Uuid) -> StoreResult<Vec<JobLeaseCount>> {
-        Ok(on_pool!(self, pool => {
+        let mut counts = on_pool!(self, pool => {
             sqlx::query_as::<_, JobLeaseCount>(
-                "SELECT backend, state, COUNT(*) AS count, MAX(last_error) AS last_error \
+                "SELECT backend, state, COUNT(*) AS count, CAST(NULL AS TEXT) AS last_error \
                  FROM leases WHERE revocation_job = $1 GROUP BY backend, state ORDER BY backend, state",
             )
             .bind(job)
             .fetch_all(pool)
             .await?
-        }))
+        });
+        if counts.iter().all(|count| count.state == REVOKED) {
+            return Ok(counts);
+        }
+        let errors: Vec<(String, String, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT backend, state, MAX(last_error) FROM leases \
+                 WHERE revocation_job = $1 AND state <> 'REVOKED' GROUP BY backend, state",
+            )
+            .bind(job)
+            .fetch_all(pool)
+            .await?
+        });
+        for count in &mut counts {
+            count.last_error = errors
+                .iter()
+                .find(|(backend, state, _)| *backend == count.backend && *state == count.state)
+                .and_then(|(_, _, error)| error.clone());
+        }
+        Ok(counts)
     }
 
     /// # Errors
