@@ -7,13 +7,8 @@ set -euo pipefail
 B=$1; N=${2:-10000}; C=${3:-4}; STORE=${4:-postgres}
 DB=lh_bench_expiry
 DIR=$(mktemp -d /tmp/lhexpiry.XXXX)
-case $STORE in
-  sqlite) URL="sqlite://$DIR/store.db" ;;
-  postgres)
-    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-    URL="postgres://postgres@127.0.0.1:5432/$DB" ;;
-  *) echo "STORE must be postgres or sqlite" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/store.sh"
+URL=$(bench_store_url "$STORE" "$DB" "$DIR")
 psql -q -h 127.0.0.1 -U postgres -c "DROP TABLE IF EXISTS lhb_orders" -c "DROP ROLE IF EXISTS lhb_readers" -c "DROP ROLE IF EXISTS lhb_admin" \
   -c "CREATE ROLE lhb_admin LOGIN CREATEROLE PASSWORD 'bench-admin'" -c "CREATE ROLE lhb_readers NOLOGIN" \
   -c "GRANT lhb_readers TO lhb_admin WITH ADMIN OPTION" -c "CREATE TABLE lhb_orders (id int)" -c "GRANT SELECT ON lhb_orders TO lhb_readers"
