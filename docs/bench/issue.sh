@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: [CS="1 8 32"] docs/bench/issue.sh BINARY PLUGIN(postgresql|mariadb) [DURATION] [ROUNDS]
-# CS lists the concurrencies to run (default 1, 8 and 32).
+# CS lists the concurrencies to run (default 1, 8 and 32). SCRAM_ITERATIONS sets the PostgreSQL
+# backend's connection.scramIterations (default: not set, 4096); the plain client's verifiers follow it.
 set -euo pipefail
 B=$1; PLUGIN=$2; DUR=${3:-5s}; ROUNDS=${4:-3}
 DATA=$(mktemp -d /tmp/lhbench.XXXX)
@@ -14,7 +15,7 @@ if [ "$PLUGIN" = postgresql ]; then
   psql -q -h 127.0.0.1 -U postgres -c "DROP TABLE IF EXISTS lhb_orders" -c "DROP ROLE IF EXISTS lhb_readers" -c "DROP ROLE IF EXISTS lhb_admin" \
     -c "CREATE ROLE lhb_admin LOGIN CREATEROLE PASSWORD 'bench-admin'" -c "CREATE ROLE lhb_readers NOLOGIN" \
     -c "GRANT lhb_readers TO lhb_admin WITH ADMIN OPTION" -c "CREATE TABLE lhb_orders (id int)" -c "GRANT SELECT ON lhb_orders TO lhb_readers"
-  CONN='{"host":"127.0.0.1","port":5432,"database":"postgres","username":"lhb_admin","password":"bench-admin","sslMode":"disable"}'
+  CONN='{"host":"127.0.0.1","port":5432,"database":"postgres","username":"lhb_admin","password":"bench-admin","sslMode":"disable"'"${SCRAM_ITERATIONS:+,\"scramIterations\":$SCRAM_ITERATIONS}"'}'
   export LEASEHOLD_BENCH_BASELINE_URL="postgres://lhb_admin:bench-admin@127.0.0.1:5432/postgres"
 else
   mariadb -h 127.0.0.1 -u root -e "DROP USER IF EXISTS 'lhb_admin'@'%'; DROP ROLE IF EXISTS lhb_readers; DROP DATABASE IF EXISTS lhb;

@@ -10,20 +10,24 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-/// PostgreSQL's default `scram_iterations`.
+/// PostgreSQL's default `scram_iterations`, and the count RFC 7677 asks for at least.
 pub const SCRAM_ITERATIONS: u32 = 4096;
+/// The most iterations a backend may ask for: PostgreSQL repeats them when it checks a new
+/// verifier against the empty password, so each `CREATE ROLE` costs the target as much again.
+pub const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
 const SALT_LEN: usize = 16;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` for `password` with a fresh salt.
 ///
-/// PostgreSQL recognises this form in `PASSWORD '…'` and stores it as is. Generated passwords are
-/// ASCII, for which SASLprep is the identity.
-pub fn scram_sha256_verifier(password: &str) -> String {
+/// PostgreSQL recognises this form in `PASSWORD '…'` and stores it as is, after checking that it
+/// is not the verifier of the empty password, which costs it `iterations` rounds of its own.
+/// Generated passwords are ASCII, for which SASLprep is the identity.
+pub fn scram_sha256_verifier(password: &str, iterations: u32) -> String {
     let mut salt = [0u8; SALT_LEN];
     rand::rng().fill(&mut salt);
-    scram_sha256_verifier_with(password, &salt, SCRAM_ITERATIONS)
+    scram_sha256_verifier_with(password, &salt, iterations.max(1))
 }
 
 fn scram_sha256_verifier_with(password: &str, salt: &[u8], iterations: u32) -> String {
@@ -93,6 +97,21 @@ mod tests {
             verifier,
             "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
         );
+    }
+
+    #[test]
+    fn scram_verifier_carries_its_iteration_count() {
+        let salt = STANDARD
+            .decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+            .expect("valid base64");
+        // Computed independently: hashlib.pbkdf2_hmac("sha256", b"pencil", salt, 16), then the
+        // RFC 5802 keys with hmac and hashlib.sha256.
+        assert_eq!(
+            scram_sha256_verifier_with("pencil", &salt, 16),
+            "SCRAM-SHA-256$16:W22ZaJ0SNY7soEsUEjb6gQ==$E31herPhjIOTVCX7LjVuiaoFyFvb0RROPq3YM3VVrD8=:vtOdW3IRp9Qxq7MV3joF+UQqwGm6/yuYYDB6xnA/BZE="
+        );
+        assert!(scram_sha256_verifier("pencil", 16).starts_with("SCRAM-SHA-256$16:"));
+        assert!(scram_sha256_verifier("pencil", 0).starts_with("SCRAM-SHA-256$1:"));
     }
 
     #[test]

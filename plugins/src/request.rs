@@ -122,6 +122,9 @@ pub struct Connection {
     pub root_certificate: Option<String>,
     /// The most connections this backend ever holds open to the target.
     pub max_open_connections: u32,
+    /// PostgreSQL: the PBKDF2 rounds of the SCRAM-SHA-256 verifiers sent for passwords
+    /// ([`crate::hashing::SCRAM_ITERATIONS`] unless the backend asks for another count).
+    pub scram_iterations: u32,
     /// Reported to the target (PostgreSQL `application_name`), so its connections can be found.
     pub application_name: String,
 }

@@ -63,7 +63,7 @@ pub async fn plain_drop(
     let mut raw: Vec<RawWorker> = connect_all(&target.baseline_url, target.connections).await?;
     let dialect = raw[0].conn.dialect();
     let statements = role_statements(client, &target.role, dialect).await?;
-    let forms = password_forms(dialect, 64);
+    let forms = password_forms(dialect, &statements, 64);
     let per_worker = target.leases.div_ceil(target.connections);
     join_all(raw.iter_mut().map(|worker| {
         let (statements, forms) = (&statements, &forms);

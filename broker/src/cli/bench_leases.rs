@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clap::Args;
 use futures_util::future::join_all;
-use leasehold_plugins::hashing::{mysql_native_hash, scram_sha256_verifier};
+use leasehold_plugins::hashing::{SCRAM_ITERATIONS, mysql_native_hash, scram_sha256_verifier};
 use leasehold_plugins::list_form::revocation_script;
 use leasehold_plugins::password::PasswordPolicy;
 use leasehold_plugins::template::{Dialect, Purpose, Template, Values, parse_all};
@@ -195,14 +195,20 @@ pub(super) struct PasswordForms {
     hash: Option<String>,
 }
 
-pub(super) fn password_forms(dialect: Dialect, count: usize) -> Vec<PasswordForms> {
+/// `count` passwords in the forms the role's statements take: on PostgreSQL, verifiers of as many
+/// rounds as the role's backend sends.
+pub(super) fn password_forms(
+    dialect: Dialect,
+    statements: &RoleStatements,
+    count: usize,
+) -> Vec<PasswordForms> {
     (0..count)
         .map(|_| {
             let password = PasswordPolicy::default().generate();
             let password = password.expose_secret();
             match dialect {
                 Dialect::Postgres => PasswordForms {
-                    password: scram_sha256_verifier(password),
+                    password: scram_sha256_verifier(password, statements.scram_iterations),
                     hash: None,
                 },
                 Dialect::Mysql => PasswordForms {
@@ -274,11 +280,13 @@ pub(super) struct RawWorker {
     pub(super) created: Vec<String>,
 }
 
-/// The role's statements, fetched from the broker and parsed for the baseline's dialect.
+/// The role's statements, fetched from the broker and parsed for the baseline's dialect, and the
+/// SCRAM rounds of its backend's verifiers.
 pub(super) struct RoleStatements {
     creation: Vec<Template>,
     renewal: Vec<Template>,
     revocation: Vec<Template>,
+    scram_iterations: u32,
 }
 
 pub(super) async fn role_statements(
@@ -308,10 +316,19 @@ pub(super) async fn role_statements(
             ))
         })
     };
+    let backend = view["backend"].as_str().unwrap_or_default();
+    let backend: Value = client
+        .call(Method::GET, &format!("/v1/backends/{backend}"), None::<&()>)
+        .await?;
+    let scram_iterations = backend["connection"]["scramIterations"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(SCRAM_ITERATIONS);
     Ok(RoleStatements {
         creation: parse(Purpose::Creation, "creationStatements")?,
         renewal: parse(Purpose::Renewal, "renewStatements")?,
         revocation: parse(Purpose::Revocation, "revocationStatements")?,
+        scram_iterations,
     })
 }
 
@@ -416,7 +433,7 @@ pub async fn issue(client_args: &ClientArgs, args: LeaseBenchArgs) -> Result<(),
     let mut raw = connect_all(&args.baseline_url, args.concurrency).await?;
     let dialect = raw[0].conn.dialect();
     let statements = role_statements(&client, &args.role, dialect).await?;
-    let forms = password_forms(dialect, 64);
+    let forms = password_forms(dialect, &statements, 64);
     let body = json!({"role": args.role, "ttl": "10m"});
     let mut brokers: Vec<(ApiClient, Vec<String>)> = (0..args.concurrency)
         .map(|_| (client.clone(), Vec::new()))
@@ -467,7 +484,7 @@ pub async fn renew(client_args: &ClientArgs, args: LeaseBenchArgs) -> Result<(),
     let mut raw = connect_all(&args.baseline_url, args.concurrency).await?;
     let dialect = raw[0].conn.dialect();
     let statements = role_statements(&client, &args.role, dialect).await?;
-    let forms = password_forms(dialect, 1);
+    let forms = password_forms(dialect, &statements, 1);
     // One user per plain connection, one lease per broker worker, renewed over and over.
     for worker in &mut raw {
         if !raw_create(worker, &statements, &forms).await {

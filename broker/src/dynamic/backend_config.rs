@@ -2,6 +2,7 @@
 //! The admin password travels separately, sealed; it is never part of the stored or returned
 //! configuration.
 
+use leasehold_plugins::hashing::{MAX_SCRAM_ITERATIONS, SCRAM_ITERATIONS};
 use leasehold_plugins::{Connection, PluginKind, SslMode};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ pub struct PutConnection {
     pub ssl_mode: Option<String>,
     /// PEM certificates to trust for `verify-full` instead of the public web roots.
     pub root_certificate: Option<String>,
+    /// PostgreSQL only: PBKDF2 rounds of the SCRAM-SHA-256 verifiers the broker sends for
+    /// passwords (default 4096, PostgreSQL's own `scram_iterations` default; 1 to 1,000,000).
+    pub scram_iterations: Option<u32>,
 }
 
 /// The connection as stored and returned: everything but the password.
@@ -52,6 +56,9 @@ pub struct ConnectionConfig {
     pub ssl_mode: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_certificate: Option<String>,
+    /// Absent: the default count ([`SCRAM_ITERATIONS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scram_iterations: Option<u32>,
 }
 
 /// A validated backend configuration.
@@ -124,6 +131,22 @@ impl PutBackend {
                 "connection.rootCertificate must be at most 64 KiB of PEM",
             ));
         }
+        if let Some(iterations) = c.scram_iterations {
+            if plugin != PluginKind::Postgresql {
+                return Err(invalid(
+                    "connection.scramIterations",
+                    "connection.scramIterations applies to the postgresql plugin only; remove it",
+                ));
+            }
+            if !(1..=MAX_SCRAM_ITERATIONS).contains(&iterations) {
+                return Err(invalid(
+                    "connection.scramIterations",
+                    format!(
+                        "connection.scramIterations must be between 1 and {MAX_SCRAM_ITERATIONS}"
+                    ),
+                ));
+            }
+        }
         let max_open_connections = self
             .max_open_connections
             .unwrap_or(DEFAULT_MAX_OPEN_CONNECTIONS);
@@ -143,6 +166,7 @@ impl PutBackend {
                     username: c.username,
                     ssl_mode: ssl_mode.to_owned(),
                     root_certificate: c.root_certificate,
+                    scram_iterations: c.scram_iterations,
                 },
                 max_open_connections,
             },
@@ -167,6 +191,7 @@ impl BackendConfig {
             ssl_mode: SslMode::parse(&self.connection.ssl_mode).unwrap_or(SslMode::VerifyFull),
             root_certificate: self.connection.root_certificate.clone(),
             max_open_connections: self.max_open_connections,
+            scram_iterations: self.connection.scram_iterations.unwrap_or(SCRAM_ITERATIONS),
             application_name,
         }
     }

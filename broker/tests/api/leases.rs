@@ -378,6 +378,38 @@ on_both_stores!(
     }
 );
 
+// A PostgreSQL backend's `scramIterations` is shown back and reaches the verifiers of the users
+// it creates.
+on_both_stores!(
+    a_backends_scram_iterations_reach_its_users,
+    |app: TestApp| async move {
+        let target = Target::create(Kind::Postgres).await;
+        let mut body = target.backend_body(ADMIN_PASSWORD);
+        body["connection"]["scramIterations"] = json!(64);
+        let (status, answer) = app
+            .request(Method::PUT, "/v1/backends/db", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (_, backend) = app.get("/v1/backends/db").await;
+        assert_eq!(backend["connection"]["scramIterations"], 64, "{backend}");
+        let (status, answer) = app
+            .request(Method::PUT, "/v1/roles/fast", Some(target.role_body("db")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, lease) = app.post("/v1/leases", json!({"role": "fast"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        let username = lease["username"].as_str().expect("username");
+        let verifier = target.stored_verifier(username).await;
+        assert!(verifier.starts_with("SCRAM-SHA-256$64:"), "{verifier}");
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
 // Each bad body answers 400 naming the field, and nothing is stored.
 on_both_stores!(
     bad_backend_and_role_bodies_change_nothing,
@@ -397,6 +429,13 @@ on_both_stores!(
         let mut b = good_backend.clone();
         b["connection"]["host"] = json!("db; rm -rf /");
         bad_backends.push(("connection.host", b));
+        let mut b = good_backend.clone();
+        b["connection"]["scramIterations"] = json!(0);
+        bad_backends.push(("connection.scramIterations", b));
+        let mut b = good_backend.clone();
+        b["plugin"] = json!("mysql");
+        b["connection"]["scramIterations"] = json!(4096);
+        bad_backends.push(("connection.scramIterations", b));
         for (field, body) in bad_backends {
             let (status, answer) = app
                 .request(Method::PUT, "/v1/backends/new-db", Some(body))

@@ -235,6 +235,19 @@ impl Target {
         let _ = conn.disconnect().await;
     }
 
+    /// PostgreSQL only: the password verifier PostgreSQL keeps for the user.
+    pub async fn stored_verifier(&self, user: &str) -> String {
+        let client = postgres("postgres", "").await.expect("superuser");
+        client
+            .query_one(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                &[&user],
+            )
+            .await
+            .expect("query")
+            .get(0)
+    }
+
     /// PostgreSQL only: the user's `VALID UNTIL` as a Unix time.
     pub async fn valid_until(&self, user: &str) -> i64 {
         let client = postgres("postgres", "").await.expect("superuser");

@@ -514,6 +514,51 @@ async fn postgresql_passwords_never_reach_the_server_log() {
     );
 }
 
+/// A backend may send verifiers of fewer PBKDF2 rounds than the default (its
+/// `scramIterations`): PostgreSQL keeps the count in the verifier, and both tokio-postgres and
+/// libpq (`psql`) log in with it, for created users and for passwords set later.
+#[tokio::test]
+async fn postgresql_verifiers_carry_the_backends_iteration_count() {
+    let target = PostgresTarget::start().await;
+    let backend = target.backend_hashing(2, 16);
+    let username = new_username(&target);
+    let password = PasswordPolicy::default().generate();
+    create(&*backend, &creation(&target, &username, &password))
+        .await
+        .expect("create");
+    target
+        .run_as(&username, password.expose_secret(), "SELECT 1")
+        .await
+        .expect("tokio-postgres logs in with a 16-round verifier");
+    target
+        .cluster
+        .psql_login(&username, password.expose_secret())
+        .expect("libpq logs in with a 16-round verifier");
+    let wrong = target.cluster.psql_login(&username, "not-the-password");
+    assert!(
+        wrong.is_err_and(|e| e.contains("password authentication failed")),
+        "a wrong password is refused"
+    );
+    let replaced = PasswordPolicy::default().generate();
+    backend
+        .set_password(&username, &replaced)
+        .await
+        .expect("set password");
+    target
+        .cluster
+        .psql_login(&username, replaced.expose_secret())
+        .expect("the new password logs in");
+    let log = target.cluster.log();
+    assert!(
+        log.contains("SCRAM-SHA-256$16:"),
+        "16-round verifiers were sent"
+    );
+    assert!(
+        !log.contains("SCRAM-SHA-256$4096:"),
+        "no default-round verifier was sent"
+    );
+}
+
 /// 5,000 live leases on one group role: membership does not grow any table's ACL, which per-lease
 /// `GRANT … ON table` would until PostgreSQL refuses at roughly 2,400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

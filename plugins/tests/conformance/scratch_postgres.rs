@@ -102,6 +102,30 @@ impl ScratchPostgres {
         std::fs::read_to_string(self.log_path()).expect("server log")
     }
 
+    /// Logs in as `user` with `psql`, that is with libpq's own SCRAM client, and runs `SELECT 1`;
+    /// the error text when it fails.
+    pub fn psql_login(&self, user: &str, password: &str) -> Result<(), String> {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-w",
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-d",
+                "postgres",
+                "-c",
+                "SELECT 1",
+            ])
+            .args(["-p", &self.port.to_string(), "-U", user])
+            .env("PGPASSWORD", password)
+            .output()
+            .map_err(|e| e.to_string())?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    }
+
     /// Runs a PostgreSQL program as the `postgres` user when we are root (initdb refuses root).
     fn run(&self, program: &str, args: &[&str]) {
         let program = self.bin.join(program);

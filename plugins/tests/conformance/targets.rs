@@ -2,6 +2,7 @@
 //! database, admin login, group role and tables, dropped at the end.
 
 use async_trait::async_trait;
+use leasehold_plugins::hashing::SCRAM_ITERATIONS;
 use leasehold_plugins::{Connection, CredentialBackend, PluginKind, SslMode, open};
 use mysql_async::prelude::Queryable;
 use secrecy::SecretString;
@@ -113,8 +114,19 @@ impl PostgresTarget {
             ssl_mode: SslMode::Disable,
             root_certificate: None,
             max_open_connections: max,
+            scram_iterations: SCRAM_ITERATIONS,
             application_name: format!("{}_app", self.prefix),
         }
+    }
+
+    /// The admin's backend, sending verifiers of `iterations` PBKDF2 rounds.
+    pub fn backend_hashing(&self, max: u32, iterations: u32) -> Box<dyn CredentialBackend> {
+        let admin = format!("{}_admin", self.prefix);
+        let connection = Connection {
+            scram_iterations: iterations,
+            ..self.connection(&admin, ADMIN_PASSWORD, max)
+        };
+        open(PluginKind::Postgresql, connection).expect("plugin")
     }
 }
 
@@ -129,12 +141,7 @@ impl Target for PostgresTarget {
     }
 
     fn backend(&self, max: u32) -> Box<dyn CredentialBackend> {
-        let admin = format!("{}_admin", self.prefix);
-        open(
-            PluginKind::Postgresql,
-            self.connection(&admin, ADMIN_PASSWORD, max),
-        )
-        .expect("plugin")
+        self.backend_hashing(max, SCRAM_ITERATIONS)
     }
 
     async fn run_as(&self, user: &str, password: &str, sql: &str) -> Result<(), String> {
@@ -243,6 +250,7 @@ impl MariadbTarget {
             ssl_mode: SslMode::Disable,
             root_certificate: None,
             max_open_connections: max,
+            scram_iterations: SCRAM_ITERATIONS,
             application_name: "leasehold-conformance".into(),
         }
     }
