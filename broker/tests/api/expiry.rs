@@ -91,10 +91,7 @@ on_both_stores!(
             let (_, long) = app.get(&format!("/v1/leases/{long_id}")).await;
             assert_eq!(long["state"], "ACTIVE");
             assert!(target.user_exists(&long_user).await);
-            let (status, _) = app
-                .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-                .await;
-            assert_eq!(status, StatusCode::NO_CONTENT);
+            app.remove_backend("db").await;
             target.cleanup().await;
         }
         let (_, events) = app.get("/v1/audit/events?eventType=LEASE_EXPIRE").await;
@@ -276,10 +273,7 @@ on_both_stores!(
             .await
             .expect("claim again");
         assert_eq!(claimed(&again), ids);
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
         target.cleanup().await;
         app.cleanup().await;
     }

@@ -259,6 +259,17 @@ impl TestApp {
         self.request(Method::GET, path, None).await
     }
 
+    /// Deletes backend `name`, revoking its live leases first, and checks that it is gone.
+    pub async fn remove_backend(&self, name: &str) {
+        let path = format!("/v1/backends/{name}?revokeLeases=true");
+        let (status, body) = self.request(Method::DELETE, &path, None).await;
+        assert_eq!(
+            status,
+            StatusCode::NO_CONTENT,
+            "deleting backend {name}: {body}"
+        );
+    }
+
     /// Mints a token for `principal` through the API and returns its text.
     pub async fn token_for(&self, principal: &str, body: Value) -> String {
         let mut request = json!({"principal": principal, "ttl": "1h"});

@@ -185,10 +185,7 @@ on_both_stores!(
                 .expect("warning")
                 .contains("maxTtl")
         );
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
         target.cleanup().await;
         app.cleanup().await;
     }
@@ -369,10 +366,7 @@ on_both_stores!(
                 "{expected} deny not audited: {actions:?}"
             );
         }
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
         target.cleanup().await;
         app.cleanup().await;
     }
@@ -401,10 +395,7 @@ on_both_stores!(
         let username = lease["username"].as_str().expect("username");
         let verifier = target.stored_verifier(username).await;
         assert!(verifier.starts_with("SCRAM-SHA-256$64:"), "{verifier}");
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
         target.cleanup().await;
         app.cleanup().await;
     }
@@ -673,10 +664,7 @@ on_both_stores!(
         assert_eq!(status, StatusCode::OK, "{answer}");
         let (status, body) = app.post("/v1/backends/db/verify", json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
         target.cleanup().await;
         app.cleanup().await;
     }

@@ -290,14 +290,8 @@ on_both_stores!(
             "{denied}"
         );
 
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db2?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
+        app.remove_backend("db2").await;
         main.cleanup().await;
         other.cleanup().await;
         app.cleanup().await;
@@ -415,10 +409,7 @@ on_both_stores!(
         tokio::time::sleep(Duration::from_millis(2100)).await;
         issue_as(&app, None, "beta").await;
 
-        let (status, _) = app
-            .request(Method::DELETE, "/v1/backends/db?revokeLeases=true", None)
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        app.remove_backend("db").await;
         target.cleanup().await;
         app.cleanup().await;
     }
