@@ -48,6 +48,17 @@ async fn create(backend: &dyn CredentialBackend, request: &CreateUser) -> Result
     backend.prepare(request).await?.commit().await
 }
 
+/// Creates a new user of the target's default statements with a generated password.
+async fn new_user(
+    target: &dyn Target,
+    backend: &dyn CredentialBackend,
+) -> Result<(String, SecretString), PluginError> {
+    let username = new_username(target);
+    let password = PasswordPolicy::default().generate();
+    create(backend, &creation(target, &username, &password)).await?;
+    Ok((username, password))
+}
+
 fn revocation(target: &dyn Target, username: &str) -> RevokeUser {
     RevokeUser {
         username: username.to_owned(),
@@ -220,11 +231,7 @@ async fn postgresql_batch_revocation_reassigns_owned_objects() {
     let backend = target.backend(2);
     let mut users = Vec::new();
     for i in 0..3 {
-        let username = new_username(&target);
-        let password = PasswordPolicy::default().generate();
-        create(&*backend, &creation(&target, &username, &password))
-            .await
-            .expect("create");
+        let (username, password) = new_user(&target, &*backend).await.expect("create");
         target
             .run_as(
                 &username,
@@ -521,11 +528,7 @@ async fn postgresql_passwords_never_reach_the_server_log() {
 async fn postgresql_verifiers_carry_the_backends_iteration_count() {
     let target = PostgresTarget::start().await;
     let backend = target.backend_hashing(2, 16);
-    let username = new_username(&target);
-    let password = PasswordPolicy::default().generate();
-    create(&*backend, &creation(&target, &username, &password))
-        .await
-        .expect("create");
+    let (username, password) = new_user(&target, &*backend).await.expect("create");
     target
         .run_as(&username, password.expose_secret(), "SELECT 1")
         .await
@@ -652,11 +655,7 @@ async fn postgresql_verify_full_checks_the_server_certificate() {
         .verify()
         .await
         .expect("TLS with the configured root");
-    let username = new_username(&target);
-    let password = PasswordPolicy::default().generate();
-    create(&*backend, &creation(&target, &username, &password))
-        .await
-        .expect("create over TLS");
+    let (username, _) = new_user(&target, &*backend).await.expect("create over TLS");
     assert!(target.user_exists(&username).await);
     let encrypted = target
         .superuser_query_i64(&format!(
