@@ -213,9 +213,21 @@ impl LeaseService {
             expires_at: lease.expires_at,
             statements: role.definition.creation_statements.clone(),
         };
-        let (written, prepared) = tokio::join!(
-            self.audit
-                .apply(JournalEffect::InsertLeaseIntent(Box::new(lease.clone()))),
+        let ((written, fenced), prepared) = tokio::join!(
+            async {
+                let written = self
+                    .audit
+                    .apply(JournalEffect::InsertLeaseIntent(Box::new(lease.clone())))
+                    .await;
+                // Checked again once the intent is durable, while the plugin is still at work:
+                // a mass revocation accepted meanwhile either shows its fence now or finds the
+                // intent when it walks its leases.
+                let fenced = match written {
+                    Ok(true) => self.fences.check(&lease).await.err(),
+                    _ => None,
+                };
+                (written, fenced)
+            },
             backend.plugin.prepare(&creation)
         );
         // Returning drops an uncommitted preparation, which leaves nothing on the target.
@@ -224,9 +236,7 @@ impl LeaseService {
                 "a lease with this id exists already; request a new lease".into(),
             ));
         }
-        // Checked again once the intent is durable: a mass revocation accepted meanwhile either
-        // shows its fence now or finds the intent when it walks its leases.
-        if let Err(error) = self.fences.check(&lease).await {
+        if let Some(error) = fenced {
             drop(prepared);
             self.revoke_rows(std::slice::from_ref(&lease)).await;
             self.audit_refusal(caller, EventType::LeaseIssue, &lease, &error)
