@@ -35,19 +35,31 @@ pub async fn observe(
     let request_id =
         incoming_id(&req).unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
     let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
-
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = tracing::field::Empty
+    );
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    let status = match &result {
-        Ok(res) => res.status().as_u16(),
-        Err(e) => e.as_response_error().status_code().as_u16(),
+    // Asked of the answered request: routing has run, so actix knows the matched resource. Asked
+    // before it, actix would try every route's path pattern (a regex wherever a segment is
+    // dynamic) a second time. Handlers' errors arrive here as responses; an `Err` has no route.
+    let (status, route) = match &result {
+        Ok(res) => (
+            res.status().as_u16(),
+            res.request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned()),
+        ),
+        Err(e) => (
+            e.as_response_error().status_code().as_u16(),
+            "unmatched".to_owned(),
+        ),
     };
+    span.record("route", route.as_str());
     span.in_scope(|| {
         tracing::info!(
             status,
