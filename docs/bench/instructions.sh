@@ -23,8 +23,8 @@ send() {
   done | sort | uniq -c | awk '{printf "%s %s× ", $2, $1}'
 }
 send 30 > /dev/null
-callgrind_control -z $VG > /dev/null
+callgrind_control -z $VG > /dev/null 2>&1
 CODES=$(send "$N")
-callgrind_control -d $VG > /dev/null
+callgrind_control -d $VG > /dev/null 2>&1
 TOTAL=$(grep -h -m1 "^summary:" "$D"/callgrind.*.1 | awk '{print $2}')
 echo "$(basename "$B"): GET $ROUTE ×$N (answers: $CODES): $TOTAL instructions, $((TOTAL / N)) per request"
