@@ -27,4 +27,4 @@ callgrind_control -z $VG > /dev/null 2>&1
 CODES=$(send "$N")
 callgrind_control -d $VG > /dev/null 2>&1
 TOTAL=$(grep -h -m1 "^summary:" "$D"/callgrind.*.1 | awk '{print $2}')
-echo "$(basename "$B"): GET $ROUTE ×$N (answers: $CODES): $TOTAL instructions, $((TOTAL / N)) per request"
+echo "$(basename "$B"): GET $ROUTE ×$N (answers: $CODES): $TOTAL instructions, $((TOTAL / N)) per request (profile for callgrind_annotate: $D)"
