@@ -108,15 +108,18 @@ fn rejection(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError 
     }
 }
 
-/// serde's message without the offending value: `invalid type: string "…", expected u64`
-/// becomes `invalid type, expected u64`.
+/// serde's message without the offending value, and with what was expected in JSON's terms
+/// rather than Rust's: `invalid type: string "…", expected u16` becomes `invalid type, expected
+/// a whole number from 0 to 65535`.
 pub fn describe(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let text = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(head, _)| head)
         .to_owned();
-    let expected = text.split_once(", expected ").map(|(_, e)| e.to_owned());
+    let expected = text
+        .split_once(", expected ")
+        .map(|(_, e)| in_json_terms(e));
     if text.starts_with("invalid type") {
         format!("invalid type, expected {}", expected.unwrap_or_default())
     } else if text.starts_with("invalid value") {
@@ -138,6 +141,25 @@ pub fn describe(error: &serde_json::Error) -> String {
     } else {
         text
     }
+}
+
+/// What serde says a field expected, as a JSON value an operator can write: Rust's integer
+/// types become their ranges, a struct (whose name is internal) an object.
+fn in_json_terms(expected: &str) -> String {
+    let plain = match expected {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a JSON array",
+        "a map" => "a JSON object",
+        _ if expected.starts_with("struct ") => "a JSON object",
+        _ => expected,
+    };
+    plain.to_owned()
 }
 
 /// JSON errors for malformed query strings and path segments.
@@ -212,6 +234,59 @@ mod tests {
             let message = describe(&err);
             assert!(!message.contains("CANARY"), "case {case}: {message}");
             assert!(message.contains("expected"), "case {case}: {message}");
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Shapes {
+        port: Option<u16>,
+        count: Option<u32>,
+        offset: Option<i64>,
+        ratio: Option<f64>,
+        enabled: Option<bool>,
+        names: Option<Vec<String>>,
+        labels: Option<std::collections::HashMap<String, String>>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        name: String,
+    }
+
+    #[test]
+    fn messages_say_what_to_send_in_json_terms() {
+        for (body, expected) in [
+            (
+                r#"{"port":"x"}"#,
+                "invalid type, expected a whole number from 0 to 65535",
+            ),
+            (
+                r#"{"port":70000}"#,
+                "invalid value, expected a whole number from 0 to 65535",
+            ),
+            (
+                r#"{"count":-1}"#,
+                "invalid value, expected a whole number from 0 to 4294967295",
+            ),
+            (
+                r#"{"count":1.5}"#,
+                "invalid type, expected a whole number from 0 to 4294967295",
+            ),
+            (r#"{"offset":"x"}"#, "invalid type, expected a whole number"),
+            (r#"{"ratio":"x"}"#, "invalid type, expected a number"),
+            (
+                r#"{"enabled":"yes"}"#,
+                "invalid type, expected true or false",
+            ),
+            (r#"{"names":"a"}"#, "invalid type, expected a JSON array"),
+            (r#"{"labels":[]}"#, "invalid type, expected a JSON object"),
+            (r#"{"inner":5}"#, "invalid type, expected a JSON object"),
+        ] {
+            let err = serde_json::from_str::<Shapes>(body).expect_err(body);
+            assert_eq!(describe(&err), expected, "{body}");
         }
     }
 }
