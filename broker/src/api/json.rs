@@ -78,12 +78,16 @@ fn parse<T: DeserializeOwned>(json: bool, bytes: web::Bytes) -> Result<T, ApiErr
         ));
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| rejection(&e))
+    serde_path_to_error::deserialize(deserializer).map_err(|e| rejection(&e, &bytes))
 }
 
 /// The 400 for a body that does not deserialize, naming the field when there is one.
-fn rejection(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let message = describe(error.inner());
+fn rejection(error: &serde_path_to_error::Error<serde_json::Error>, body: &[u8]) -> ApiError {
+    let message = if names_expected(error.inner(), body) {
+        "invalid type, expected one of the documented names (a string)".to_owned()
+    } else {
+        describe(error.inner())
+    };
     let path = error.path().to_string();
     // An unknown field's path is the caller's own key, which may be anything: never echo it.
     let field = if message.starts_with("unknown field") {
@@ -106,6 +110,23 @@ fn rejection(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError 
             message: format!("malformed JSON body: {message}"),
         },
     }
+}
+
+/// Whether serde_json's bare "expected value" means a well-formed value of the wrong kind where
+/// one of a fixed set of names (an enum) is expected, rather than a body that stops being JSON
+/// there: the byte it points at starts a number, array, object or literal.
+fn names_expected(error: &serde_json::Error, body: &[u8]) -> bool {
+    if error.to_string().split(" at line ").next() != Some("expected value") {
+        return false;
+    }
+    let line_start = body
+        .split_inclusive(|&b| b == b'\n')
+        .take(error.line().saturating_sub(1))
+        .map(<[u8]>::len)
+        .sum::<usize>();
+    let at = line_start + error.column().saturating_sub(1);
+    body.get(at)
+        .is_some_and(|b| b"-0123456789[{tfn".contains(b))
 }
 
 /// serde's message without the offending value, and with what was expected in JSON's terms
@@ -201,6 +222,7 @@ pub fn path_error(error: actix_web::error::PathError, _: &HttpRequest) -> actix_
 #[cfg(test)]
 mod tests {
     use super::describe;
+    use crate::api::ApiError;
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
@@ -254,6 +276,36 @@ mod tests {
     #[allow(dead_code)]
     struct Inner {
         name: String,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Named {
+        status: Status,
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_for_a_name_is_told_apart_from_broken_json() {
+        for (body, expected) in [
+            (
+                "{\"status\":5}",
+                "status: invalid type, expected one of the documented names (a string)",
+            ),
+            (
+                "{\n  \"status\": [1]\n}",
+                "status: invalid type, expected one of the documented names (a string)",
+            ),
+            ("{\"status\": }", "status: expected value"),
+            ("{\"status\": x}", "status: expected value"),
+        ] {
+            let deserializer = &mut serde_json::Deserializer::from_str(body);
+            let error = serde_path_to_error::deserialize::<_, Named>(deserializer).expect_err(body);
+            let ApiError::BadRequest { message, .. } = super::rejection(&error, body.as_bytes())
+            else {
+                panic!("{body}: not a 400");
+            };
+            assert_eq!(message, expected, "{body}");
+        }
     }
 
     #[test]
