@@ -221,8 +221,7 @@ pub fn path_error(error: actix_web::error::PathError, _: &HttpRequest) -> actix_
 
 #[cfg(test)]
 mod tests {
-    use super::describe;
-    use crate::api::ApiError;
+    use super::{ApiError, describe, rejection};
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
@@ -300,8 +299,7 @@ mod tests {
         ] {
             let deserializer = &mut serde_json::Deserializer::from_str(body);
             let error = serde_path_to_error::deserialize::<_, Named>(deserializer).expect_err(body);
-            let ApiError::BadRequest { message, .. } = super::rejection(&error, body.as_bytes())
-            else {
+            let ApiError::BadRequest { message, .. } = rejection(&error, body.as_bytes()) else {
                 panic!("{body}: not a 400");
             };
             assert_eq!(message, expected, "{body}");
