@@ -60,7 +60,7 @@ impl RetryPolicy {
             return Outcome::Irrevocable { error };
         }
         let ceiling = self.backoff_ceiling(attempts);
-        // Full jitter: anywhere in [ceiling / 2, ceiling], so replicas and leases spread out.
+        // Equal jitter: anywhere in [ceiling / 2, ceiling], so replicas and leases spread out.
         let jittered = rand::rng().random_range(ceiling / 2..=ceiling);
         // Never wait past the end of the budget: the last attempt happens at the deadline.
         let delay = jittered.min(self.budget - spent);
