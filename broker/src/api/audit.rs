@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, QueryParams};
 use crate::audit::{AuditEvent, VerifyReport, verify_chain};
 use crate::auth::{Action, Caller, Resource};
 use crate::store::{AuditFilter, SummaryKind};
@@ -57,7 +57,7 @@ pub struct EventPage {
 pub async fn events(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<EventQuery>,
+    query: QueryParams<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .access
@@ -158,7 +158,7 @@ pub async fn summary(
     state: web::Data<AppState>,
     caller: Caller,
     kind: web::Path<String>,
-    query: web::Query<SummaryQuery>,
+    query: QueryParams<SummaryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let parsed = SummaryKind::parse(&kind).ok_or_else(|| {
         ApiError::bad_request(

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, JsonBody};
+use super::{ApiError, AppState, JsonBody, QueryParams};
 use crate::audit::{AuditEvent, EventType};
 use crate::auth::{Action, Caller, Resource};
 use crate::dynamic::{BackendView, PutBackend, check_name};
@@ -124,7 +124,7 @@ pub async fn delete_backend(
     state: web::Data<AppState>,
     caller: Caller,
     name: web::Path<String>,
-    query: web::Query<DeleteQuery>,
+    query: QueryParams<DeleteQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &caller, &name).await?;
     state

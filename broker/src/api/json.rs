@@ -134,10 +134,14 @@ fn names_expected(error: &serde_json::Error, body: &[u8]) -> bool {
 /// a whole number from 0 to 65535`.
 pub fn describe(error: &serde_json::Error) -> String {
     let text = error.to_string();
-    let text = text
-        .rsplit_once(" at line ")
-        .map_or(text.as_str(), |(head, _)| head)
-        .to_owned();
+    describe_text(
+        text.rsplit_once(" at line ")
+            .map_or(&text, |(head, _)| head),
+    )
+}
+
+/// [`describe`] for serde's message without its position.
+fn describe_text(text: &str) -> String {
     let expected = text
         .split_once(", expected ")
         .map(|(_, e)| in_json_terms(e));
@@ -160,7 +164,7 @@ pub fn describe(error: &serde_json::Error) -> String {
     } else if text.starts_with("invalid length") {
         format!("invalid length, expected {}", expected.unwrap_or_default())
     } else {
-        text
+        text.to_owned()
     }
 }
 
@@ -183,29 +187,80 @@ fn in_json_terms(expected: &str) -> String {
     plain.to_owned()
 }
 
-/// JSON errors for malformed query strings and path segments.
-pub fn query_error(
-    error: actix_web::error::QueryPayloadError,
-    _: &HttpRequest,
-) -> actix_web::Error {
-    let message = match &error {
-        actix_web::error::QueryPayloadError::Deserialize(e) => {
-            let text = e.to_string();
-            let trimmed = text.split(": ").next().unwrap_or(&text).to_owned();
-            if text.contains("invalid digit") || text.contains("invalid type") {
-                "a query parameter has an invalid value; see the API reference for its type"
-                    .to_owned()
-            } else {
-                trimmed
-            }
-        }
-        _ => "the query string is malformed".to_owned(),
-    };
-    ApiError::BadRequest {
-        field: Some("query".into()),
-        message: format!("query: {message}"),
+/// A query string of type `T`. A value that does not parse is a 400 naming the parameter and
+/// what it takes, never the value sent.
+pub struct QueryParams<T>(pub T);
+
+impl<T> QueryParams<T> {
+    pub fn into_inner(self) -> T {
+        self.0
     }
-    .into()
+}
+
+impl<T> std::ops::Deref for QueryParams<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(QueryParams))
+    }
+}
+
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let text = error.inner().to_string();
+        let message = describe_query(&text);
+        // A missing parameter is named by serde (one of ours); an unknown one's name is the
+        // caller's text and is never echoed.
+        let field = match error.path().to_string() {
+            _ if message.starts_with("unknown field") => None,
+            path if path == "." => text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_owned),
+            path => Some(path),
+        };
+        match field {
+            Some(field) => ApiError::BadRequest {
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
+            None => ApiError::bad_request("query", format!("query: {message}")),
+        }
+    })
+}
+
+/// What a query parameter takes, from the parser's complaint, with nothing of the value sent:
+/// integers, booleans and names say what they expect; anything else points at the reference.
+fn describe_query(text: &str) -> String {
+    if text.starts_with("unknown variant") || text.starts_with("unknown field") {
+        return describe_text(text);
+    }
+    let integer = ["invalid digit", "too large", "too small", "empty string"];
+    if text.starts_with("missing field") {
+        "missing, and required".to_owned()
+    } else if integer.iter().any(|reason| text.contains(reason)) {
+        "invalid value, expected a whole number".to_owned()
+    } else if text.contains("`true` or `false`") {
+        "invalid value, expected true or false".to_owned()
+    } else if text.contains("UUID parsing failed") {
+        "invalid value, expected a UUID".to_owned()
+    } else if text.contains("input") {
+        // chrono's complaints about a time: "input contains invalid characters", "premature end
+        // of input", …
+        "invalid value, expected an RFC 3339 time such as 2026-12-04T10:00:00Z".to_owned()
+    } else {
+        "invalid value; the API reference gives this parameter's form".to_owned()
+    }
 }
 
 pub fn path_error(error: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
@@ -221,7 +276,7 @@ pub fn path_error(error: actix_web::error::PathError, _: &HttpRequest) -> actix_
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiError, describe, rejection};
+    use super::{ApiError, describe, parse_query, rejection};
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
@@ -255,6 +310,83 @@ mod tests {
             let message = describe(&err);
             assert!(!message.contains("CANARY"), "case {case}: {message}");
             assert!(message.contains("expected"), "case {case}: {message}");
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Query {
+        limit: Option<i64>,
+        after: Option<uuid::Uuid>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        wait: Option<bool>,
+        status: Option<Status>,
+    }
+
+    fn query_rejection(query: &str) -> (Option<String>, String) {
+        match parse_query::<Query>(query).expect_err(query) {
+            ApiError::BadRequest { field, message } => (field, message),
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter_and_what_it_takes() {
+        for (query, field, message) in [
+            (
+                "limit=CANARY",
+                "limit",
+                "limit: invalid value, expected a whole number",
+            ),
+            (
+                "limit=99999999999999999999",
+                "limit",
+                "limit: invalid value, expected a whole number",
+            ),
+            (
+                "after=CANARY",
+                "after",
+                "after: invalid value, expected a UUID",
+            ),
+            (
+                "wait=CANARY",
+                "wait",
+                "wait: invalid value, expected true or false",
+            ),
+            (
+                "since=CANARY",
+                "since",
+                "since: invalid value, expected an RFC 3339 time such as 2026-12-04T10:00:00Z",
+            ),
+            (
+                "status=CANARY",
+                "status",
+                "status: unknown value, expected one of `PENDING`",
+            ),
+            (
+                "limit=5&CANARY=1",
+                "query",
+                "query: unknown field, expected one of",
+            ),
+        ] {
+            let (got_field, got_message) = query_rejection(query);
+            assert_eq!(got_field.as_deref(), Some(field), "{query}");
+            assert!(got_message.starts_with(message), "{query}: {got_message}");
+            assert!(!got_message.contains("CANARY"), "{query}: {got_message}");
+        }
+        assert!(parse_query::<Query>("limit=5&wait=true&status=PENDING").is_ok());
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Required {
+            kind: String,
+        }
+        match parse_query::<Required>("other=1").expect_err("missing") {
+            ApiError::BadRequest { field, message } => {
+                assert_eq!(field.as_deref(), Some("kind"));
+                assert_eq!(message, "kind: missing, and required");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

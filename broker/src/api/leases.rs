@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ApiError, AppState, JsonBody, JsonBodyOrEmpty};
+use super::{ApiError, AppState, JsonBody, JsonBodyOrEmpty, QueryParams};
 use crate::auth::{Action, Caller, Resource};
 use crate::domain::{Environment, Ttl};
 use crate::dynamic::{DynamicError, IssueRequest, LeaseView, check_name};
@@ -256,7 +256,7 @@ pub struct LeasePage {
 pub async fn list_leases(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<LeaseQuery>,
+    query: QueryParams<LeaseQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let limit = query.limit.unwrap_or(100);

@@ -27,7 +27,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 pub use error::{ApiError, ErrorBody};
-pub use json::{JsonBody, JsonBodyOrEmpty};
+pub use json::{JsonBody, JsonBodyOrEmpty, QueryParams};
 pub use middleware::RequestId;
 
 use crate::audit::{AuditLog, TokenHmac};
@@ -106,7 +106,6 @@ pub fn app(
         .openapi(ApiDoc::openapi())
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_body))
-        .app_data(web::QueryConfig::default().error_handler(json::query_error))
         .app_data(web::PathConfig::default().error_handler(json::path_error))
         // Reads are the hot path and actix tries each route's pattern (a regex wherever a
         // segment is dynamic) in order before it looks at the method: the read route comes

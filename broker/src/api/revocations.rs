@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ApiError, AppState, JsonBody};
+use super::{ApiError, AppState, JsonBody, QueryParams};
 use crate::auth::{Action, Caller, Resource};
 use crate::domain::Ttl;
 use crate::dynamic::DynamicError;
@@ -217,7 +217,7 @@ pub async fn get_revocation(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<Uuid>,
-    query: web::Query<JobQuery>,
+    query: QueryParams<JobQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = query
         .wait
@@ -269,7 +269,7 @@ pub struct RevocationPage {
 pub async fn list_revocations(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<RevocationQuery>,
+    query: QueryParams<RevocationQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {

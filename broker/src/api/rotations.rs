@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::secrets::authorized_secret;
-use super::{ApiError, AppState, JsonBody, JsonBodyOrEmpty};
+use super::{ApiError, AppState, JsonBody, JsonBodyOrEmpty, QueryParams};
 use crate::audit::{AuditEvent, EventType};
 use crate::auth::{Action, Caller, Resource};
 use crate::dynamic::PasswordPolicyConfig;
@@ -239,7 +239,7 @@ pub struct RunsQuery {
 pub async fn list_rotations(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<RunsQuery>,
+    query: QueryParams<RunsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     match query.secret_id {
         Some(id) => {

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{ApiError, AppState, JsonBody};
+use super::{ApiError, AppState, JsonBody, QueryParams};
 use crate::audit::{AuditEvent, EventType};
 use crate::auth::{Action, Caller, Resource, bearer, hash_token, invalid_token};
 use crate::domain::{
@@ -331,7 +331,7 @@ pub async fn create_secret(
 pub async fn list_secrets(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<ListQuery>,
+    query: QueryParams<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let environment = query
@@ -707,7 +707,7 @@ pub async fn read_secret(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    query: web::Query<ReadQuery>,
+    query: QueryParams<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     // The hottest route resolves its token and its version in one round trip to the store;

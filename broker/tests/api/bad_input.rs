@@ -344,7 +344,7 @@ on_both_stores!(
                 "/v1/secrets/prod/payments/existing?version=two",
                 None,
                 400,
-                Some("query"),
+                Some("version"),
             ),
             case(
                 "list injection",
