@@ -644,7 +644,8 @@ impl RotationService {
     }
 
     /// Moves `current` back to `previous` while it is still readable, restores its credential
-    /// downstream, and disables the version rolled back from.
+    /// downstream (a static role's password, or a webhook told `rollbackSecret`), and disables
+    /// the version rolled back from.
     ///
     /// # Errors
     /// `Conflict` when there is no previous version or its rollback window has closed.
@@ -672,16 +673,20 @@ impl RotationService {
             Err(e) => return Err(e.into()),
         };
         let policy = self.policy_of(secret).await?;
-        if let Downstream::StaticRole(target) = self.downstream(&policy, secret).await? {
-            target
-                .set(&StaticCredential::parse(&value)?)
-                .await
-                .map_err(|message| RotationError::Failed {
-                    run: Uuid::nil(),
-                    step: "rollback",
-                    message,
-                })?;
-        }
+        // The target goes back first: if it refuses, nothing here has moved.
+        let restored = match self.downstream(&policy, secret).await? {
+            Downstream::None => Ok(()),
+            Downstream::StaticRole(target) => target.set(&StaticCredential::parse(&value)?).await,
+            Downstream::Webhook(hook) => {
+                hook.notify("rollbackSecret", secret, previous, Some(current))
+                    .await
+            }
+        };
+        restored.map_err(|message| RotationError::Failed {
+            run: Uuid::nil(),
+            step: "rollback",
+            message,
+        })?;
         self.audit
             .record(
                 actor

@@ -164,7 +164,10 @@ impl PutRotationPolicy {
 fn check_webhook(url: &str) -> Result<(), RotationError> {
     let parsed = reqwest::Url::parse(url).ok();
     let ok = parsed.is_some_and(|u| {
-        matches!(u.scheme(), "https" | "http") && u.host().is_some() && u.password().is_none()
+        matches!(u.scheme(), "https" | "http")
+            && u.host().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
     });
     if ok && url.len() <= 2048 {
         Ok(())

@@ -788,12 +788,43 @@ async fn a_webhook_hears_every_step_and_a_refusal_keeps_current() {
     let (_, current) = read(&app, "rotate/hook", "alias=current").await;
     assert_eq!(current["value"], "hook-two");
     assert_eq!(status_of(&metadata(&app, &id).await, 3), "DISABLED");
+    assert_eq!(next_call().await["step"], "setSecret");
+
+    // A rollback tells the deployer first; while it refuses, nothing moves.
+    let (status, body) = app
+        .post(&format!("/v1/secrets/{id}/rollback"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(next_call().await["step"], "rollbackSecret");
+    let (_, current) = read(&app, "rotate/hook", "alias=current").await;
+    assert_eq!(current["value"], "hook-two");
+    answer.store(204, Ordering::SeqCst);
+    let (status, body) = app
+        .post(&format!("/v1/secrets/{id}/rollback"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rollback = next_call().await;
+    assert_eq!(
+        (
+            rollback["step"].as_str(),
+            rollback["version"].as_i64(),
+            rollback["previousVersion"].as_i64()
+        ),
+        (Some("rollbackSecret"), Some(1), Some(2)),
+        "{rollback}"
+    );
+    let (_, current) = read(&app, "rotate/hook", "alias=current").await;
+    assert_eq!(current["value"], "hook-one");
 
     for (policy, case) in [
         (json!({"webhook": "ftp://deployer/rotate"}), "not http"),
         (
             json!({"webhook": "https://user:pw@deployer/rotate"}),
             "credentials in the URL",
+        ),
+        (
+            json!({"webhook": "https://token@deployer/rotate"}),
+            "a user name (a bearer token, often) in the URL",
         ),
         (json!({"webhook": "not a url"}), "not a URL"),
     ] {
