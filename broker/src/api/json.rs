@@ -142,8 +142,10 @@ pub fn describe(error: &serde_json::Error) -> String {
 
 /// [`describe`] for serde's message without its position.
 fn describe_text(text: &str) -> String {
+    // The last ", expected " is serde's own: an unknown key or variant before it is the
+    // caller's text and may contain those words too.
     let expected = text
-        .split_once(", expected ")
+        .rsplit_once(", expected ")
         .map(|(_, e)| in_json_terms(e));
     if text.starts_with("invalid type") {
         format!("invalid type, expected {}", expected.unwrap_or_default())
@@ -223,8 +225,9 @@ fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         // caller's text and is never echoed.
         let field = match error.path().to_string() {
             _ if message.starts_with("unknown field") => None,
-            path if path == "." => text
-                .strip_prefix("missing field `")
+            path if path == "." => ["missing field `", "duplicate field `"]
+                .iter()
+                .find_map(|prefix| text.strip_prefix(prefix))
                 .and_then(|rest| rest.split('`').next())
                 .map(str::to_owned),
             path => Some(path),
@@ -248,6 +251,8 @@ fn describe_query(text: &str) -> String {
     let integer = ["invalid digit", "too large", "too small", "empty string"];
     if text.starts_with("missing field") {
         "missing, and required".to_owned()
+    } else if text.starts_with("duplicate field") {
+        "given more than once; send it once".to_owned()
     } else if integer.iter().any(|reason| text.contains(reason)) {
         "invalid value, expected a whole number".to_owned()
     } else if text.contains("`true` or `false`") {
@@ -304,6 +309,10 @@ mod tests {
             (
                 r#"{"version":1,"status":"PENDING","CANARY-2":1}"#,
                 "unknown field",
+            ),
+            (
+                r#"{"version":1,"status":"PENDING","a, expected CANARY-3":1}"#,
+                "unknown field whose name reads like serde's words",
             ),
         ] {
             let err = serde_json::from_str::<Sample>(body).expect_err(case);
@@ -369,6 +378,12 @@ mod tests {
                 "query",
                 "query: unknown field, expected one of",
             ),
+            (
+                "a,+expected+CANARY=1",
+                "query",
+                "query: unknown field, expected one of `limit`",
+            ),
+            ("limit=1&limit=2", "limit", "limit: given more than once"),
         ] {
             let (got_field, got_message) = query_rejection(query);
             assert_eq!(got_field.as_deref(), Some(field), "{query}");

@@ -220,6 +220,7 @@ pub async fn rollback_secret(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunsQuery {
     /// Only this secret's runs.

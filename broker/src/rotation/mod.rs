@@ -673,8 +673,18 @@ impl RotationService {
             Err(e) => return Err(e.into()),
         };
         let policy = self.policy_of(secret).await?;
-        // The target goes back first: if it refuses, nothing here has moved.
-        let restored = match self.downstream(&policy, secret).await? {
+        let downstream = self.downstream(&policy, secret).await?;
+        // Audited before anything changes; then the target goes back, and only once it has
+        // does `current` move.
+        self.audit
+            .record(
+                actor
+                    .event(EventType::RotationRollback, secret)
+                    .version(previous)
+                    .detail("fromVersion", current),
+            )
+            .await?;
+        let restored = match downstream {
             Downstream::None => Ok(()),
             Downstream::StaticRole(target) => target.set(&StaticCredential::parse(&value)?).await,
             Downstream::Webhook(hook) => {
@@ -687,27 +697,36 @@ impl RotationService {
             step: "rollback",
             message,
         })?;
-        self.audit
-            .record(
-                actor
-                    .event(EventType::RotationRollback, secret)
-                    .version(previous)
-                    .detail("fromVersion", current),
-            )
-            .await?;
         let tenant = tenant_of(secret)?;
-        self.secrets
-            .promote(
-                &tenant,
-                secret.id,
-                AliasName::Current,
-                previous,
-                Some(current),
-            )
-            .await?;
-        self.secrets
-            .change_status(&tenant, secret.id, current, StatusChange::Disable)
-            .await?;
+        let moved = async {
+            self.secrets
+                .promote(
+                    &tenant,
+                    secret.id,
+                    AliasName::Current,
+                    previous,
+                    Some(current),
+                )
+                .await?;
+            self.secrets
+                .change_status(&tenant, secret.id, current, StatusChange::Disable)
+                .await
+        };
+        if let Err(error) = moved.await {
+            // The target already went back to `previous`: say so loudly rather than leave the
+            // two disagreeing in silence.
+            tracing::error!(secret = %secret.id, %error, "rollback restored the target but could not move current");
+            self.alerts.send(serde_json::json!({
+                "event": "rollback_incomplete",
+                "tenant": secret.tenant,
+                "secret": format!("{}/{}", secret.environment, secret.path),
+                "restoredVersion": previous,
+                "fromVersion": current,
+                "error": error.to_string(),
+                "action": "the target uses the restored version: roll back again, or rotate to a new version",
+            }));
+            return Err(error.into());
+        }
         let now = Utc::now();
         for mut run in self.store.running_rotation_runs(secret.id).await? {
             if run.to_version == Some(current) {

@@ -161,7 +161,11 @@ impl PutRotationPolicy {
     }
 }
 
-fn check_webhook(url: &str) -> Result<(), RotationError> {
+/// A webhook URL the broker will call: http(s), a host, no credentials, at most 2,048 bytes.
+///
+/// # Errors
+/// `Invalid` naming `webhook`.
+pub(super) fn check_webhook(url: &str) -> Result<(), RotationError> {
     let parsed = reqwest::Url::parse(url).ok();
     let ok = parsed.is_some_and(|u| {
         matches!(u.scheme(), "https" | "http")

@@ -91,6 +91,8 @@ impl Downstream {
         secret: &SecretRow,
     ) -> Result<Self, RotationError> {
         if let Some(url) = &policy.webhook {
+            // A policy stored before a rule was added is held to it too.
+            super::policy::check_webhook(url)?;
             return Ok(Self::Webhook(WebhookTarget {
                 url: url.clone(),
                 http: http.clone(),
