@@ -1,8 +1,8 @@
-//! `leasehold audit query|verify|tail`: reading the audit trail from the command line.
+//! `leasehold audit query|summary|verify|tail`: reading the audit trail from the command line.
 
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -31,6 +31,14 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Counts over a window: who read what, break-glass and denied reads, rotations by team,
+    /// stale secrets.
+    Summary {
+        kind: SummaryKind,
+        /// RFC 3339 start of the window (default: 30 days ago).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Check the hash chain; exits non-zero when it is broken.
     Verify,
     /// Follow new events as JSON lines (for a SIEM).
@@ -39,6 +47,31 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+}
+
+/// The summaries of `GET /v1/audit/summary/{kind}`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SummaryKind {
+    ReadsByPrincipal,
+    ReadsBySecret,
+    BreakGlassReads,
+    DeniedReads,
+    RotationsByTeam,
+    /// Secrets with no version since the window's start, or past their rotation deadline.
+    StaleSecrets,
+}
+
+impl SummaryKind {
+    fn path_segment(self) -> &'static str {
+        match self {
+            Self::ReadsByPrincipal => "reads-by-principal",
+            Self::ReadsBySecret => "reads-by-secret",
+            Self::BreakGlassReads => "break-glass-reads",
+            Self::DeniedReads => "denied-reads",
+            Self::RotationsByTeam => "rotations-by-team",
+            Self::StaleSecrets => "stale-secrets",
+        }
+    }
 }
 
 fn line(event: &Value) -> String {
@@ -113,6 +146,39 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
                 for event in page["events"].as_array().into_iter().flatten() {
                     out!("{}", line(event));
                 }
+            }
+            Ok(())
+        }
+        AuditCommand::Summary { kind, since } => {
+            let query = since
+                .map(|since| format!("?since={}", encode(&since)))
+                .unwrap_or_default();
+            let summary: Value = client
+                .call(
+                    Method::GET,
+                    &format!("/v1/audit/summary/{}{query}", kind.path_segment()),
+                    None::<&()>,
+                )
+                .await?;
+            if client_args.json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).map_err(CliError::other)?
+                );
+                return Ok(());
+            }
+            let count = match kind {
+                SummaryKind::StaleSecrets => "VERSION",
+                _ => "COUNT",
+            };
+            out!("{count:>7}  {:<24}  SUBJECT", "LAST");
+            for row in summary["rows"].as_array().into_iter().flatten() {
+                out!(
+                    "{:>7}  {:<24}  {}",
+                    row["count"],
+                    row["lastAt"].as_str().unwrap_or("-"),
+                    row["subject"].as_str().unwrap_or_default()
+                );
             }
             Ok(())
         }

@@ -246,6 +246,22 @@ on_both_stores!(cli_round_trip, |app: TestApp| async move {
         "{out}"
     );
     assert!(!out.contains("from-stdin"), "audit never shows values");
+    let (ok, out, err) = leasehold(&app, &["audit", "summary", "reads-by-secret"], None).await;
+    assert!(ok, "audit summary: {out} {err}");
+    let row = out
+        .lines()
+        .find(|l| l.ends_with("prod/payments/cli-key"))
+        .unwrap_or_else(|| panic!("a row for the secret read above: {out}"));
+    assert!(
+        row.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            >= Some(1),
+        "{row}"
+    );
+    let (ok, _, err) = leasehold(&app, &["audit", "summary", "reads-by-nobody"], None).await;
+    assert!(!ok);
+    assert!(err.contains("stale-secrets"), "clap lists the kinds: {err}");
 
     let (ok, _, err) = leasehold(&app, &["secret", "get", "prod/payments/missing"], None).await;
     assert!(!ok);
