@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use leasehold_scheduler::SchedulerConfig;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8200));
@@ -38,6 +38,10 @@ fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN
 }
 
+fn unset_database_url() -> SecretString {
+    SecretString::from(String::new())
+}
+
 fn default_max_connections() -> u32 {
     16
 }
@@ -52,7 +56,9 @@ fn default_max_value_bytes() -> usize {
 pub struct Settings {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// `postgres://…` in production, `sqlite://PATH` for a single node.
+    /// `postgres://…` in production, `sqlite://PATH` for a single node. May be left out of the
+    /// file when `LEASEHOLD_DATABASE_URL` gives it (it holds a password).
+    #[serde(default = "unset_database_url")]
     pub database_url: SecretString,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -398,6 +404,11 @@ impl Settings {
     /// # Errors
     /// When a value is out of range.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.database_url.expose_secret().is_empty() {
+            return Err(SettingsError::Invalid(
+                "database_url is not set: give it in the configuration file or in LEASEHOLD_DATABASE_URL".into(),
+            ));
+        }
         self.kms.validate()?;
         if self.max_connections == 0 {
             return Err(SettingsError::Invalid(
@@ -490,6 +501,31 @@ mod tests {
             .expect("env");
         assert_eq!(settings.listen.port(), 9000);
         assert_eq!(settings.database_url.expose_secret(), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_the_environment_alone() {
+        let without: String = EXAMPLE
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("database_url"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut settings: Settings = toml::from_str(&without).expect("parse");
+        let error = settings.validate().expect_err("no database_url anywhere");
+        assert!(
+            error.to_string().contains("LEASEHOLD_DATABASE_URL"),
+            "{error}"
+        );
+        settings
+            .apply_env(|name| {
+                (name == "LEASEHOLD_DATABASE_URL").then(|| "postgres://db.internal/lh".into())
+            })
+            .expect("env");
+        settings.validate().expect("valid");
+        assert_eq!(
+            settings.database_url.expose_secret(),
+            "postgres://db.internal/lh"
+        );
     }
 
     #[test]
