@@ -120,10 +120,20 @@ pub async fn start_revocation(
     if let Some(tenant) = &request.selector.tenant
         && tenant != caller.tenant.as_str()
     {
-        return Err(ApiError::Forbidden(format!(
+        let message = format!(
             "selector.tenant `{tenant}` is not your tenant `{}`; tenants never see each other's leases",
             caller.tenant
-        )));
+        );
+        return Err(state
+            .access
+            .refuse(
+                &caller,
+                Action::LeasesRevokeMass,
+                &Resource::tenant_wide(),
+                "the selector names another tenant",
+                message,
+            )
+            .await);
     }
     required_text("reason", &request.reason)?;
     required_text("ticket", &request.ticket)?;

@@ -115,6 +115,29 @@ impl Access {
         if decision.allowed {
             return Ok(());
         }
+        let message = format!(
+            "{} may not {} on {}: {}",
+            caller.principal,
+            action.as_str(),
+            resource.as_str(),
+            decision.reason
+        );
+        Err(self
+            .refuse(caller, action, resource, &decision.reason, message)
+            .await)
+    }
+
+    /// Refuses `action` on `resource` with a 403 saying `message`, counted and audited like
+    /// every deny; `reason` goes into the event. [`Self::authorize`] refuses this way, and so do
+    /// the rules that no policy can lift (another tenant's leases, an administrator-only option).
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+        reason: &str,
+        message: String,
+    ) -> ApiError {
         metrics::counter!("leasehold_access_denied_total", "action" => action.as_str())
             .increment(1);
         // Every deny is audited. The request is refused either way, so a failed audit write
@@ -122,7 +145,7 @@ impl Access {
         let event = AuditEvent::by(caller, EventType::AccessDenied, Decision::Deny)
             .detail("action", action.as_str())
             .detail("resource", resource.as_str())
-            .detail("reason", decision.reason.clone());
+            .detail("reason", reason);
         let event = match resource.as_str().split_once('/') {
             Some((environment, path)) => event.location(environment, path),
             None => event,
@@ -130,13 +153,7 @@ impl Access {
         if self.audit.record(event).await.is_err() {
             tracing::error!(action = action.as_str(), "a deny could not be audited");
         }
-        Err(ApiError::Forbidden(format!(
-            "{} may not {} on {}: {}",
-            caller.principal,
-            action.as_str(),
-            resource.as_str(),
-            decision.reason
-        )))
+        ApiError::Forbidden(message)
     }
 
     /// Simulates a decision for any principal of the caller's tenant.

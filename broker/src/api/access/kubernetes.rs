@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api::{ApiError, AppState, JsonBody};
 use crate::audit::{AuditEvent, Decision, EventType};
-use crate::auth::{Caller, KubernetesRole, MintRequest};
+use crate::auth::{Action, Caller, KubernetesRole, MintRequest, Resource};
 use crate::domain::Tenant;
 use secrecy::ExposeSecret;
 
@@ -44,9 +44,16 @@ pub async fn put_kubernetes_role(
     role.validate()
         .map_err(|(field, message)| ApiError::bad_request(field, message))?;
     if role.jwks_file.is_some() && !caller.is_admin {
-        return Err(ApiError::Forbidden(
-            "jwksFile makes the broker read a file on its host: only an administrator token may set it; give the keys inline as jwks".into(),
-        ));
+        return Err(state
+            .access
+            .refuse(
+                &caller,
+                Action::PoliciesAdmin,
+                &Resource::tenant_wide(),
+                "jwksFile needs an administrator token",
+                "jwksFile makes the broker read a file on its host: only an administrator token may set it; give the keys inline as jwks".into(),
+            )
+            .await);
     }
     let text = serde_json::to_string(&role)
         .map_err(|_| ApiError::Internal("role encoding failed".into()))?;

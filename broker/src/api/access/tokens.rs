@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::api::{ApiError, AppState, JsonBody};
 use crate::audit::{AuditEvent, EventType};
-use crate::auth::{Caller, MintRequest};
+use crate::auth::{Action, Caller, MintRequest, Resource};
 use crate::domain::{Principal, Tenant, Ttl};
 use secrecy::ExposeSecret;
 
@@ -75,9 +75,17 @@ pub async fn mint_token(
     require_admin(&state, &caller).await?;
     let tenant = request.tenant.unwrap_or_else(|| caller.tenant.clone());
     if tenant != caller.tenant && !caller.is_admin {
-        return Err(ApiError::Forbidden(
-            "only an administrator token may mint tokens in another tenant".into(),
-        ));
+        let reason = "only an administrator token may mint tokens in another tenant";
+        return Err(state
+            .access
+            .refuse(
+                &caller,
+                Action::PoliciesAdmin,
+                &Resource::tenant_wide(),
+                reason,
+                reason.into(),
+            )
+            .await);
     }
     let ttl = parse(Ttl::parse(
         "ttl",
