@@ -175,6 +175,35 @@ on_both_stores!(
                 "{selector}"
             );
         }
+        // A dry run breaks what it matched down by role and backend.
+        let (_, preview) = app
+            .post(
+                "/v1/revocations",
+                revocation(json!({"backend": "db"}), true),
+            )
+            .await;
+        let mut groups: Vec<(String, String, String, i64)> = preview["byRole"]
+            .as_array()
+            .expect("byRole")
+            .iter()
+            .map(|g| {
+                (
+                    g["role"].as_str().expect("role").to_owned(),
+                    g["backend"].as_str().expect("backend").to_owned(),
+                    g["environment"].as_str().expect("environment").to_owned(),
+                    g["count"].as_i64().expect("count"),
+                )
+            })
+            .collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            [
+                ("alpha".into(), "db".into(), "prod".into(), 2),
+                ("beta".into(), "db".into(), "prod".into(), 1)
+            ],
+            "{preview}"
+        );
         let (status, body) = app
             .post(
                 "/v1/revocations",
@@ -182,6 +211,17 @@ on_both_stores!(
             )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (_, denied) = app
+            .get("/v1/audit/events?eventType=ACCESS_DENIED&decision=DENY")
+            .await;
+        assert!(
+            denied["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .any(|e| e["detail"]["reason"] == "the selector names another tenant"),
+            "every deny is audited, a rule's as a policy's: {denied}"
+        );
 
         // The dry runs changed nothing.
         for lease in [&l1, &l2, &l3, &l4] {
@@ -231,6 +271,13 @@ on_both_stores!(
             "{view}"
         );
         assert_eq!(view["fenced"], true);
+        let started = view["startedAt"].as_str().expect("startedAt");
+        let finished = view["finishedAt"].as_str().expect("finishedAt");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(finished).expect("time")
+                >= chrono::DateTime::parse_from_rfc3339(started).expect("time"),
+            "{view}"
+        );
         for lease in [&l1, &l2] {
             assert!(
                 !main.user_exists(&lease.username).await,
@@ -280,6 +327,20 @@ on_both_stores!(
             let events = events["events"].as_array().expect("events");
             assert_eq!(events.len(), 1, "{event_type}: {events:?}");
             assert_eq!(events[0]["detail"]["jobId"], job.as_str());
+            let counts = &events[0]["detail"];
+            match event_type {
+                "REVOCATION_REQUEST" => assert_eq!(counts["matched"], 2, "{counts}"),
+                "REVOCATION_COMPLETE" => assert_eq!(
+                    (
+                        counts["total"].clone(),
+                        counts["revoked"].clone(),
+                        counts["failed"].clone()
+                    ),
+                    (json!(2), json!(2), json!(0)),
+                    "{counts}"
+                ),
+                _ => {}
+            }
         }
         let (_, denied) = app
             .get("/v1/audit/events?eventType=LEASE_ISSUE&decision=DENY")
@@ -466,6 +527,19 @@ async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
             "nothing is dropped while the target is down"
         );
     }
+    // A renewal the fence covers is refused with 403 naming the job, like an issue.
+    let (status, refused) = app
+        .post(&format!("/v1/leases/{}/renew", survivors[0].id), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "fenced");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains(&job),
+        "{refused}"
+    );
 
     // A wait on a job that cannot finish answers RUNNING when the wait is over.
     let asked = tokio::time::Instant::now();
