@@ -17,6 +17,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
+use super::bench::parse_duration;
 use super::bench_drop::{DropBenchTarget, checkpoint, issue_leases, plain_drop};
 use super::bench_leases::RawConn;
 use super::output::out;
@@ -30,16 +31,26 @@ pub struct ExpiryBenchArgs {
     /// to one instant.
     #[arg(long, env = "LEASEHOLD_BENCH_STORE_URL", hide_env_values = true)]
     store_url: String,
+    /// How long after issuing the leases all come due, at one instant. At least the
+    /// scheduler's longest sleep (5 s) and a second, so that its next look finds them due.
+    #[arg(long, default_value = "7s", value_parser = parse_duration)]
+    ttl: Duration,
 }
 
-/// How far ahead the common due time is set: longer than the scheduler's longest sleep (5 s), so
-/// its next look finds the leases exactly when they come due.
-const DUE_AHEAD: Duration = Duration::from_secs(7);
+/// The shortest `--ttl`: the scheduler's longest sleep (5 s) and a second to spare, since moving
+/// the due time in the store does not wake it.
+const SHORTEST_TTL: Duration = Duration::from_secs(6);
 
 /// How often the bench looks whether the scheduler is done.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn expiry(client_args: &ClientArgs, args: ExpiryBenchArgs) -> Result<(), CliError> {
+    if args.ttl < SHORTEST_TTL {
+        return Err(CliError::Usage(format!(
+            "--ttl must be at least {}s: the scheduler may sleep 5 s before it looks again",
+            SHORTEST_TTL.as_secs()
+        )));
+    }
     let client = ApiClient::with_pool(client_args, 32)?;
     let target = &args.target;
     let plain = plain_drop(&client, target).await?;
@@ -54,7 +65,7 @@ pub async fn expiry(client_args: &ClientArgs, args: ExpiryBenchArgs) -> Result<(
     let uuids: Vec<Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
     let mut store = BenchStore::connect(&args.store_url, &uuids).await?;
     checkpoint(&mut RawConn::connect(&target.baseline_url).await?).await;
-    let due = Utc::now() + chrono::Duration::from_std(DUE_AHEAD).unwrap_or_default();
+    let due = Utc::now() + chrono::Duration::from_std(args.ttl).unwrap_or_default();
     store.move_due(due).await?;
     tokio::time::sleep((due - Utc::now()).to_std().unwrap_or_default()).await;
     let waited = Instant::now();
