@@ -1,12 +1,13 @@
-//! The `leasehold secret …` commands against a running server.
+//! The `leasehold` commands (secrets, audit, backends, roles, leases) against a running server.
 
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::on_both_stores;
+use crate::targets::{ADMIN_PASSWORD, Kind, Target};
 
 pub async fn leasehold(
     app: &TestApp,
@@ -268,3 +269,123 @@ on_both_stores!(cli_round_trip, |app: TestApp| async move {
     assert!(err.contains("HTTP 404"), "{err}");
     app.cleanup().await;
 });
+
+/// `leasehold … --json` as JSON, asserting it succeeded.
+async fn leasehold_json(app: &TestApp, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+    let mut with_json = vec!["--json"];
+    with_json.extend_from_slice(args);
+    let (ok, out, err) = leasehold(app, &with_json, stdin).await;
+    assert!(ok, "{args:?}: {out} {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_role_and_lease_commands_issue_credentials_that_log_in_and_revoke_them() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let target = Target::create(Kind::Postgres).await;
+    let backend = target.backend_body(ADMIN_PASSWORD).to_string();
+    let (ok, out, err) = leasehold(
+        &app,
+        &["backend", "put", "db", "--file", "-"],
+        Some(&backend),
+    )
+    .await;
+    assert!(ok, "backend put: {out} {err}");
+    assert!(
+        !out.contains(ADMIN_PASSWORD),
+        "the admin password is never shown"
+    );
+    let (ok, out, err) = leasehold(&app, &["backend", "verify", "db"], None).await;
+    assert!(ok, "backend verify: {out} {err}");
+    let role = target.role_body("db").to_string();
+    let (ok, out, err) = leasehold(&app, &["role", "put", "app", "--file", "-"], Some(&role)).await;
+    assert!(ok, "role put: {out} {err}");
+
+    let lease = leasehold_json(
+        &app,
+        &["lease", "issue", "--role", "app", "--ttl", "10m"],
+        None,
+    )
+    .await;
+    let (id, username) = (
+        lease["leaseId"].as_str().expect("leaseId").to_owned(),
+        lease["username"].as_str().expect("username").to_owned(),
+    );
+    let password = lease["password"].as_str().expect("password");
+    target
+        .login(&username, password)
+        .await
+        .expect("the issued user logs in");
+    let listed = leasehold_json(&app, &["lease", "list", "--role", "app"], None).await;
+    let leases = listed["leases"].as_array().expect("leases");
+    assert!(
+        leases.iter().any(|l| l["leaseId"] == id.as_str()),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains(password),
+        "listings never carry passwords"
+    );
+
+    let reason = ["--reason", "leaked in CI", "--ticket", "INC-1"];
+    let mut dry_run = vec!["lease", "revoke-mass", "--role", "app", "--dry-run"];
+    dry_run.extend_from_slice(&reason);
+    let preview = leasehold_json(&app, &dry_run, None).await;
+    assert_eq!(preview["matched"], 1, "{preview}");
+    assert!(
+        target.user_exists(&username).await,
+        "a dry run changes nothing"
+    );
+
+    let (ok, out, err) = leasehold(&app, &["lease", "revoke", &id], None).await;
+    assert!(ok, "lease revoke: {out} {err}");
+    assert!(
+        target.login(&username, password).await.is_err(),
+        "revoked means gone"
+    );
+
+    // Without --yes a mass revocation asks on a terminal; from a script it refuses, revoking
+    // nothing.
+    let second = leasehold_json(&app, &["lease", "issue", "--role", "app"], None).await;
+    let second_user = second["username"].as_str().expect("username").to_owned();
+    let mut mass = vec!["lease", "revoke-mass", "--role", "app"];
+    mass.extend_from_slice(&reason);
+    let (ok, _, err) = leasehold(&app, &mass, Some("yes\n")).await;
+    assert!(!ok && err.contains("pass --yes"), "{err}");
+    assert!(target.user_exists(&second_user).await);
+    mass.extend_from_slice(&["--yes", "--wait"]);
+    let job = leasehold_json(&app, &mass, None).await;
+    assert_eq!(
+        (job["state"].as_str(), job["revoked"].as_i64()),
+        (Some("COMPLETED"), Some(1)),
+        "{job}"
+    );
+    assert!(!target.user_exists(&second_user).await);
+    let job_id = job["jobId"].as_str().expect("jobId");
+    let (ok, _, err) = leasehold(&app, &["lease", "issue", "--role", "app"], None).await;
+    assert!(
+        !ok && err.contains(job_id),
+        "the fence names its job: {err}"
+    );
+    let (ok, out, err) = leasehold(&app, &["lease", "lift-fence", job_id], None).await;
+    assert!(ok, "lift-fence: {out} {err}");
+    let third = leasehold_json(&app, &["lease", "issue", "--role", "app"], None).await;
+    let third_id = third["leaseId"].as_str().expect("leaseId");
+
+    // A backend with a live lease is kept, unless its leases are revoked first.
+    let (ok, _, err) = leasehold(&app, &["backend", "delete", "db"], None).await;
+    assert!(
+        !ok && err.contains(third_id),
+        "409 names the live lease: {err}"
+    );
+    let (ok, out, err) =
+        leasehold(&app, &["backend", "delete", "db", "--revoke-leases"], None).await;
+    assert!(ok, "backend delete --revoke-leases: {out} {err}");
+    assert!(
+        !target
+            .user_exists(third["username"].as_str().expect("username"))
+            .await
+    );
+    target.cleanup().await;
+    app.cleanup().await;
+}
