@@ -144,6 +144,64 @@ on_both_stores!(
         let (status, _) = app.get("/v1/audit/summary/everything").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
 
+        // Every other kind of write is audited too.
+        let (status, body) = app
+            .request(
+                Method::PATCH,
+                &format!("/v1/secrets/{id}"),
+                Some(json!({"ownerTeam": "payments-core"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for step in ["disable", "enable", "disable", "destroy"] {
+            let (status, body) = app
+                .post(&format!("/v1/secrets/{id}/versions/1/{step}"), json!({}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{step}: {body}");
+        }
+        let (status, body) = app
+            .request(
+                Method::PUT,
+                "/v1/policies/audited-readers",
+                Some(
+                    json!({"statements": [{"effect": "allow", "principal": "service:prod:*",
+                    "actions": ["secrets:read"], "resources": ["prod/payments/*"]}]}),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, minted) = app
+            .post(
+                "/v1/auth/tokens",
+                json!({"principal": "service:prod:short-lived", "ttl": "1h"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{minted}");
+        let minted_id = minted["id"].as_str().expect("token id");
+        let (status, body) = app
+            .post(&format!("/v1/auth/tokens/{minted_id}/revoke"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        let all = events(&app, "").await;
+        let types: Vec<&str> = all
+            .iter()
+            .map(|e| e["eventType"].as_str().expect("type"))
+            .collect();
+        for expected in [
+            "ALIAS_PROMOTE",
+            "SECRET_UPDATE",
+            "VERSION_DISABLE",
+            "VERSION_ENABLE",
+            "VERSION_DESTROY",
+            "POLICY_CHANGE",
+            "TOKEN_REVOKE",
+        ] {
+            assert!(
+                types.contains(&expected),
+                "{expected} missing from {types:?}"
+            );
+        }
+
         let text = serde_json::to_string(&all).expect("json");
         assert!(!text.contains(CANARY), "a value reached the audit trail");
         assert!(
