@@ -30,6 +30,9 @@ pub enum AuditCommand {
         until: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Start after this event's sequence number (the `nextCursor` of the page before).
+        #[arg(long)]
+        after: Option<i64>,
     },
     /// Counts over a window: who read what, break-glass and denied reads, rotations by team,
     /// stale secrets.
@@ -116,8 +119,12 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
             since,
             until,
             limit,
+            after,
         } => {
             let mut query = vec![format!("limit={limit}")];
+            if let Some(after) = after {
+                query.push(format!("after={after}"));
+            }
             for (name, value) in [
                 ("principal", principal),
                 ("pathPrefix", path_prefix),
@@ -145,6 +152,9 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
             } else {
                 for event in page["events"].as_array().into_iter().flatten() {
                     out!("{}", line(event));
+                }
+                if let Some(next) = page["nextCursor"].as_i64() {
+                    eprintln!("more events: run again with --after {next}");
                 }
             }
             Ok(())

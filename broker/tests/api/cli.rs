@@ -2,7 +2,7 @@
 
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use crate::helpers::{Backend, TestApp, spawn_app};
@@ -247,6 +247,23 @@ on_both_stores!(cli_round_trip, |app: TestApp| async move {
         "{out}"
     );
     assert!(!out.contains("from-stdin"), "audit never shows values");
+    let (ok, first_page, err) = leasehold(&app, &["audit", "query", "--limit", "1"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("--after 1"),
+        "a page says how to get the next: {err}"
+    );
+    let (ok, second_page, _) = leasehold(
+        &app,
+        &["audit", "query", "--limit", "1", "--after", "1"],
+        None,
+    )
+    .await;
+    assert!(ok);
+    assert!(
+        first_page.trim_start().starts_with("1 ") && second_page.trim_start().starts_with("2 "),
+        "{first_page} / {second_page}"
+    );
     let (ok, out, err) = leasehold(&app, &["audit", "summary", "reads-by-secret"], None).await;
     assert!(ok, "audit summary: {out} {err}");
     let row = out
@@ -267,6 +284,32 @@ on_both_stores!(cli_round_trip, |app: TestApp| async move {
     let (ok, _, err) = leasehold(&app, &["secret", "get", "prod/payments/missing"], None).await;
     assert!(!ok);
     assert!(err.contains("HTTP 404"), "{err}");
+
+    // `audit tail` streams the trail from its start as JSON lines.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_leasehold"))
+        .args(["audit", "tail", "--interval-ms", "100"])
+        .env("LEASEHOLD_ADDR", &app.addr)
+        .env("LEASEHOLD_TOKEN", &app.token)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run leasehold audit tail");
+    let mut lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a line within 10 s")
+        .expect("read")
+        .expect("a line");
+    let first: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    assert_eq!(first["seq"], 1, "{first}");
+    tail.kill().await.expect("stop tail");
+
+    // An edited event breaks the chain: `audit verify` says where and exits non-zero.
+    app.execute("UPDATE audit_events SET principal = 'user:someone-else' WHERE seq = 2")
+        .await;
+    let (ok, out, _) = leasehold(&app, &["audit", "verify"], None).await;
+    assert!(!ok, "a broken chain is a failure: {out}");
+    assert!(out.contains("BROKEN at event 2"), "{out}");
     app.cleanup().await;
 });
 
