@@ -555,6 +555,27 @@ async fn break_glass_grants_work_expire_and_alert() {
         !alert.to_string().contains("glass-value"),
         "alerts never carry values"
     );
+    // The trail holds the grant and the read, each with the reason and the ticket.
+    for event_type in ["BREAK_GLASS_GRANT", "BREAK_GLASS_READ"] {
+        let (_, page) = app
+            .get(&format!("/v1/audit/events?eventType={event_type}"))
+            .await;
+        let event = &page["events"][0];
+        assert_eq!(
+            (
+                event["detail"]["reason"].as_str(),
+                event["detail"]["ticketUrl"].as_str(),
+                event["detail"]["grantId"].as_str()
+            ),
+            (
+                Some("production incident INC-1842"),
+                Some("https://tickets/INC-1842"),
+                grant["id"].as_str()
+            ),
+            "{event_type}: {page}"
+        );
+        assert!(!page.to_string().contains("glass-value"));
+    }
     let (status, _) = app
         .request_as(
             &without_mfa,

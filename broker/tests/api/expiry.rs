@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::helpers::{Backend, TestApp, spawn_app_with, webhook};
 use crate::on_both_stores;
 use crate::targets::{ADMIN_PASSWORD, Kind, Target};
 
@@ -132,7 +132,12 @@ async fn an_outage_is_retried_until_the_target_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
-    let app = spawn_app_with(Backend::Sqlite, |s| s.revocation_retry_budget_seconds = 2).await;
+    let (hook, mut alerts) = webhook().await;
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.revocation_retry_budget_seconds = 2;
+        s.alert_webhook_url = Some(hook);
+    })
+    .await;
     let target = setup(&app, Kind::Mariadb).await;
     let (retried, retried_user) = issue(&app, "1s").await;
     let (forced, forced_user) = issue(&app, "1s").await;
@@ -162,6 +167,27 @@ async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
         app.metrics()
             .await
             .contains("leasehold_leases_irrevocable_total")
+    );
+    // On-call hears of each one, with what to do.
+    let mut alerted = std::collections::BTreeSet::new();
+    while alerted.len() < 2 {
+        let alert = tokio::time::timeout(Duration::from_secs(10), alerts.recv())
+            .await
+            .expect("an alert within 10 s")
+            .expect("alert");
+        if alert["event"] == "LEASE_IRREVOCABLE" {
+            assert!(
+                alert["action"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("force-revoke")),
+                "{alert}"
+            );
+            alerted.insert(alert["leaseId"].as_str().expect("leaseId").to_owned());
+        }
+    }
+    assert_eq!(
+        alerted,
+        [retried.clone(), forced.clone()].into_iter().collect()
     );
     // Still failing: a retry by hand answers 503 and changes nothing.
     let (status, _) = app
