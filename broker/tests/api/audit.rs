@@ -474,6 +474,11 @@ async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
         1,
         "the new file holds the new event: {fresh}"
     );
+    std::fs::remove_file(&file).expect("delete");
+    let (status, _) = app.get("/v1/secrets/prod/payments/siem").await;
+    assert_eq!(status, StatusCode::OK);
+    let recreated = std::fs::read_to_string(&file).expect("recreated sink file");
+    assert_eq!(recreated.lines().count(), 1, "{recreated}");
 
     // The directory is gone: a required sink fails the operation closed.
     std::fs::remove_dir_all(&logs).expect("remove logs");
@@ -483,6 +488,16 @@ async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
     let (status, health) = app.get("/v1/sys/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health["audit"]["ok"], false);
+    // A write whose event cannot be streamed changes nothing.
+    let before = app.snapshot().await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/secrets/{id}/versions"),
+            json!({"value": CANARY, "status": "PENDING"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(app.snapshot().await, before, "nothing changed");
 
     std::fs::create_dir(&logs).expect("logs dir again");
     let (status, _) = app.get("/v1/secrets/prod/payments/siem").await;
@@ -491,6 +506,40 @@ async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
         StatusCode::OK,
         "recovers once the sink can be written again"
     );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_best_effort_sink_that_fails_is_counted_and_does_not_fail_the_operation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gone").join("audit.jsonl");
+    let sink_path = file.to_str().expect("utf-8").to_owned();
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
+        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
+            path: sink_path,
+            required: false,
+        });
+    })
+    .await;
+    let id = app.create_secret("prod", "payments/best-effort").await;
+    app.put_version(&id, CANARY, "CURRENT").await;
+    let (status, read) = app.get("/v1/secrets/prod/payments/best-effort").await;
+    assert_eq!(
+        (status, read["value"].as_str()),
+        (StatusCode::OK, Some(CANARY))
+    );
+    assert!(!file.exists());
+    // The store's trail, the primary sink, still has every event.
+    let read_events = events(&app, "&eventType=SECRET_READ").await;
+    assert_eq!(read_events.len(), 1);
+    let metrics = app.metrics().await;
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("leasehold_audit_sink_failures_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 1.0, "{metrics}");
     app.cleanup().await;
 }
 
