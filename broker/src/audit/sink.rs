@@ -110,9 +110,14 @@ fn write_lines(target: &mut Target, lines: &[String]) -> Result<(), String> {
             let open = file
                 .as_mut()
                 .ok_or_else(|| "audit file not open".to_owned())?;
-            let written = open
-                .write_all(text.as_bytes())
-                .and_then(|()| open.sync_data());
+            let written = open.write_all(text.as_bytes()).and_then(|()| {
+                match open.sync_data() {
+                    // A FIFO or socket a shipper reads from has nothing to sync: the lines are
+                    // with the reader once written (fsync(2) answers EINVAL for those).
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+                    synced => synced,
+                }
+            });
             if let Err(e) = written {
                 *file = None;
                 return Err(format!("{}: {e}", path.display()));

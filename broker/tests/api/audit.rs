@@ -510,6 +510,70 @@ async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_hangs_turns_requests_into_503_in_time_and_recovers() {
+    // A FIFO nobody reads: opening it for writing blocks, as a stuck mount or socket would.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("audit.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let sink_path = fifo.to_str().expect("utf-8").to_owned();
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
+        s.audit_timeout_ms = 500;
+        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
+            path: sink_path,
+            required: true,
+        });
+    })
+    .await;
+    let before = app.snapshot().await;
+    let asked = std::time::Instant::now();
+    let (status, body) = app
+        .post(
+            "/v1/secrets",
+            json!({"environment": "prod", "path": "payments/hung", "ownerTeam": "payments"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(app.snapshot().await, before, "nothing changed");
+    let (status, health) = app.get("/v1/sys/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["audit"]["ok"], false);
+
+    // Someone reads the stream again: the sink gets through and requests succeed.
+    let reader = fifo.clone();
+    std::thread::spawn(move || {
+        let mut stream = std::fs::File::open(reader).expect("open the FIFO for reading");
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = app
+            .post(
+                "/v1/secrets",
+                json!({"environment": "prod", "path": "payments/unhung", "ownerTeam": "payments"}),
+            )
+            .await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recovery: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_best_effort_sink_that_fails_is_counted_and_does_not_fail_the_operation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gone").join("audit.jsonl");
