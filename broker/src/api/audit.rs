@@ -163,7 +163,7 @@ pub async fn summary(
     let parsed = SummaryKind::parse(&kind).ok_or_else(|| {
         ApiError::bad_request(
             "kind",
-            "kind: one of reads-by-principal, reads-by-secret, break-glass-reads, denied-reads, rotations-by-team, stale-secrets",
+            format!("kind: one of {}", SummaryKind::NAMES.join(", ")),
         )
     })?;
     state

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
+use clap::builder::PossibleValuesParser;
 use reqwest::Method;
 use serde_json::Value;
 
 use super::output::out;
 use super::{ApiClient, CliError, ClientArgs};
+use crate::store::SummaryKind;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -37,7 +39,8 @@ pub enum AuditCommand {
     /// Counts over a window: who read what, break-glass and denied reads, rotations by team,
     /// stale secrets.
     Summary {
-        kind: SummaryKind,
+        #[arg(value_parser = PossibleValuesParser::new(SummaryKind::NAMES))]
+        kind: String,
         /// RFC 3339 start of the window (default: 30 days ago).
         #[arg(long)]
         since: Option<String>,
@@ -50,31 +53,6 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
-}
-
-/// The summaries of `GET /v1/audit/summary/{kind}`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SummaryKind {
-    ReadsByPrincipal,
-    ReadsBySecret,
-    BreakGlassReads,
-    DeniedReads,
-    RotationsByTeam,
-    /// Secrets with no version since the window's start, or past their rotation deadline.
-    StaleSecrets,
-}
-
-impl SummaryKind {
-    fn path_segment(self) -> &'static str {
-        match self {
-            Self::ReadsByPrincipal => "reads-by-principal",
-            Self::ReadsBySecret => "reads-by-secret",
-            Self::BreakGlassReads => "break-glass-reads",
-            Self::DeniedReads => "denied-reads",
-            Self::RotationsByTeam => "rotations-by-team",
-            Self::StaleSecrets => "stale-secrets",
-        }
-    }
 }
 
 fn line(event: &Value) -> String {
@@ -166,7 +144,7 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
             let summary: Value = client
                 .call(
                     Method::GET,
-                    &format!("/v1/audit/summary/{}{query}", kind.path_segment()),
+                    &format!("/v1/audit/summary/{kind}{query}"),
                     None::<&()>,
                 )
                 .await?;
@@ -177,8 +155,8 @@ pub async fn run(client_args: &ClientArgs, command: AuditCommand) -> Result<(), 
                 );
                 return Ok(());
             }
-            let count = match kind {
-                SummaryKind::StaleSecrets => "VERSION",
+            let count = match SummaryKind::parse(&kind) {
+                Some(SummaryKind::StaleSecrets) => "VERSION",
                 _ => "COUNT",
             };
             out!("{count:>7}  {:<24}  SUBJECT", "LAST");

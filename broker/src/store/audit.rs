@@ -425,6 +425,16 @@ pub enum SummaryKind {
 }
 
 impl SummaryKind {
+    /// Every kind, by its name in the API and the CLI.
+    pub const NAMES: [&str; 6] = [
+        "reads-by-principal",
+        "reads-by-secret",
+        "break-glass-reads",
+        "denied-reads",
+        "rotations-by-team",
+        "stale-secrets",
+    ];
+
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "reads-by-principal" => Self::ReadsByPrincipal,
