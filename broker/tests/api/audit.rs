@@ -425,20 +425,26 @@ on_both_stores!(
     }
 );
 
+/// A broker on SQLite whose JSON-lines audit sink writes to `path`; `timeout_ms` replaces the
+/// default audit timeout.
+async fn app_with_sink(path: &std::path::Path, required: bool, timeout_ms: Option<u64>) -> TestApp {
+    let path = path.to_str().expect("utf-8").to_owned();
+    crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
+        if let Some(timeout_ms) = timeout_ms {
+            s.audit_timeout_ms = timeout_ms;
+        }
+        s.audit_sink = Some(leasehold_broker::audit::SinkSettings { path, required });
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).expect("logs dir");
     let file = logs.join("audit.jsonl");
-    let sink_path = file.to_str().expect("utf-8").to_owned();
-    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
-        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
-            path: sink_path,
-            required: true,
-        });
-    })
-    .await;
+    let app = app_with_sink(&file, true, None).await;
     let id = app.create_secret("prod", "payments/siem").await;
     app.put_version(&id, CANARY, "CURRENT").await;
     let (status, _) = app.get("/v1/secrets/prod/payments/siem").await;
@@ -519,15 +525,7 @@ async fn a_sink_that_hangs_turns_requests_into_503_in_time_and_recovers() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
-    let sink_path = fifo.to_str().expect("utf-8").to_owned();
-    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
-        s.audit_timeout_ms = 500;
-        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
-            path: sink_path,
-            required: true,
-        });
-    })
-    .await;
+    let app = app_with_sink(&fifo, true, Some(500)).await;
     let before = app.snapshot().await;
     let asked = std::time::Instant::now();
     let (status, body) = app
@@ -577,14 +575,7 @@ async fn a_sink_that_hangs_turns_requests_into_503_in_time_and_recovers() {
 async fn a_best_effort_sink_that_fails_is_counted_and_does_not_fail_the_operation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gone").join("audit.jsonl");
-    let sink_path = file.to_str().expect("utf-8").to_owned();
-    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
-        s.audit_sink = Some(leasehold_broker::audit::SinkSettings {
-            path: sink_path,
-            required: false,
-        });
-    })
-    .await;
+    let app = app_with_sink(&file, false, None).await;
     let id = app.create_secret("prod", "payments/best-effort").await;
     app.put_version(&id, CANARY, "CURRENT").await;
     let (status, read) = app.get("/v1/secrets/prod/payments/best-effort").await;
