@@ -21,6 +21,20 @@ async fn events(app: &TestApp, query: &str) -> Vec<Value> {
     page["events"].as_array().expect("events").clone()
 }
 
+/// Asserts that each of `expected` is the type of some event in `all`.
+fn assert_has_types(all: &[Value], expected: &[&str]) {
+    let types: Vec<&str> = all
+        .iter()
+        .map(|e| e["eventType"].as_str().expect("type"))
+        .collect();
+    for expected in expected {
+        assert!(
+            types.contains(expected),
+            "{expected} missing from {types:?}"
+        );
+    }
+}
+
 async fn verify(app: &TestApp) -> Value {
     let (status, report) = app.post("/v1/audit/verify", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -47,22 +61,16 @@ on_both_stores!(
         assert_eq!(status, StatusCode::FORBIDDEN);
 
         let all = events(&app, "").await;
-        let types: Vec<&str> = all
-            .iter()
-            .map(|e| e["eventType"].as_str().expect("type"))
-            .collect();
-        for expected in [
-            "SECRET_CREATE",
-            "VERSION_CREATE",
-            "SECRET_READ",
-            "TOKEN_MINT",
-            "ACCESS_DENIED",
-        ] {
-            assert!(
-                types.contains(&expected),
-                "{expected} missing from {types:?}"
-            );
-        }
+        assert_has_types(
+            &all,
+            &[
+                "SECRET_CREATE",
+                "VERSION_CREATE",
+                "SECRET_READ",
+                "TOKEN_MINT",
+                "ACCESS_DENIED",
+            ],
+        );
         let read = &events(&app, "&eventType=SECRET_READ").await[0];
         assert_eq!(read["environment"], "prod");
         assert_eq!(read["path"], "payments/audited");
@@ -183,24 +191,18 @@ on_both_stores!(
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         let all = events(&app, "").await;
-        let types: Vec<&str> = all
-            .iter()
-            .map(|e| e["eventType"].as_str().expect("type"))
-            .collect();
-        for expected in [
-            "ALIAS_PROMOTE",
-            "SECRET_UPDATE",
-            "VERSION_DISABLE",
-            "VERSION_ENABLE",
-            "VERSION_DESTROY",
-            "POLICY_CHANGE",
-            "TOKEN_REVOKE",
-        ] {
-            assert!(
-                types.contains(&expected),
-                "{expected} missing from {types:?}"
-            );
-        }
+        assert_has_types(
+            &all,
+            &[
+                "ALIAS_PROMOTE",
+                "SECRET_UPDATE",
+                "VERSION_DISABLE",
+                "VERSION_ENABLE",
+                "VERSION_DESTROY",
+                "POLICY_CHANGE",
+                "TOKEN_REVOKE",
+            ],
+        );
 
         let text = serde_json::to_string(&all).expect("json");
         assert!(!text.contains(CANARY), "a value reached the audit trail");
