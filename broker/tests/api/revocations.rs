@@ -91,6 +91,19 @@ async fn matched(app: &TestApp, selector: Value) -> BTreeSet<String> {
     ids
 }
 
+/// A 403 from a job's fence, naming the job.
+fn assert_fenced(status: StatusCode, refused: &Value, job: &str) {
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "fenced");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains(job),
+        "{refused}"
+    );
+}
+
 fn ids(leases: &[&Lease]) -> BTreeSet<String> {
     leases.iter().map(|l| l.id.clone()).collect()
 }
@@ -244,14 +257,7 @@ on_both_stores!(
 
         // The fence refuses matching issues at once and lets others through.
         let (status, refused) = app.post("/v1/leases", json!({"role": "alpha"})).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
-        assert_eq!(refused["error"]["code"], "fenced");
-        assert!(
-            refused["error"]["message"]
-                .as_str()
-                .expect("message")
-                .contains(&job)
-        );
+        assert_fenced(status, &refused, &job);
         let l6 = issue_as(&app, None, "beta").await;
         let (status, body) = app
             .post(&format!("/v1/leases/{}/renew", l6.id), json!({}))
@@ -531,15 +537,7 @@ async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
     let (status, refused) = app
         .post(&format!("/v1/leases/{}/renew", survivors[0].id), json!({}))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
-    assert_eq!(refused["error"]["code"], "fenced");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains(&job),
-        "{refused}"
-    );
+    assert_fenced(status, &refused, &job);
 
     // A wait on a job that cannot finish answers RUNNING when the wait is over.
     let asked = tokio::time::Instant::now();

@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use crate::api::{ApiError, AppState, JsonBody};
 use crate::audit::{AuditEvent, Decision, EventType};
-use crate::auth::{Action, Caller, KubernetesRole, MintRequest, Resource};
+use crate::auth::{Caller, KubernetesRole, MintRequest};
 use crate::domain::Tenant;
 use secrecy::ExposeSecret;
 
-use super::{policy_name, require_admin};
+use super::{admin_token_only, policy_name, require_admin};
 
 fn role_name(name: &str) -> Result<&str, ApiError> {
     policy_name(name).map_err(|_| {
@@ -43,17 +43,14 @@ pub async fn put_kubernetes_role(
     let role = body.0;
     role.validate()
         .map_err(|(field, message)| ApiError::bad_request(field, message))?;
-    if role.jwks_file.is_some() && !caller.is_admin {
-        return Err(state
-            .access
-            .refuse(
-                &caller,
-                Action::PoliciesAdmin,
-                &Resource::tenant_wide(),
-                "jwksFile needs an administrator token",
-                "jwksFile makes the broker read a file on its host: only an administrator token may set it; give the keys inline as jwks".into(),
-            )
-            .await);
+    if role.jwks_file.is_some() {
+        admin_token_only(
+            &state,
+            &caller,
+            "jwksFile needs an administrator token",
+            "jwksFile makes the broker read a file on its host: only an administrator token may set it; give the keys inline as jwks",
+        )
+        .await?;
     }
     let text = serde_json::to_string(&role)
         .map_err(|_| ApiError::Internal("role encoding failed".into()))?;

@@ -15,6 +15,28 @@ pub(super) fn parse<T>(parsed: Result<T, crate::domain::InvalidName>) -> Result<
     parsed.map_err(|e| ApiError::bad_request(e.field, e.to_string()))
 }
 
+/// Lets only an administrator token through; anyone else is refused (audited) with `message`.
+pub(super) async fn admin_token_only(
+    state: &AppState,
+    caller: &Caller,
+    reason: &str,
+    message: &str,
+) -> Result<(), ApiError> {
+    if caller.is_admin {
+        return Ok(());
+    }
+    Err(state
+        .access
+        .refuse(
+            caller,
+            Action::PoliciesAdmin,
+            &Resource::tenant_wide(),
+            reason,
+            message.to_owned(),
+        )
+        .await)
+}
+
 pub(super) async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     state
         .access

@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use crate::api::{ApiError, AppState, JsonBody};
 use crate::audit::{AuditEvent, EventType};
-use crate::auth::{Action, Caller, MintRequest, Resource};
+use crate::auth::{Caller, MintRequest};
 use crate::domain::{Principal, Tenant, Ttl};
 use secrecy::ExposeSecret;
 
-use super::{parse, require_admin};
+use super::{admin_token_only, parse, require_admin};
 
 const DEFAULT_TOKEN_TTL: &str = "1h";
 
@@ -74,18 +74,9 @@ pub async fn mint_token(
     let request = body.0;
     require_admin(&state, &caller).await?;
     let tenant = request.tenant.unwrap_or_else(|| caller.tenant.clone());
-    if tenant != caller.tenant && !caller.is_admin {
+    if tenant != caller.tenant {
         let reason = "only an administrator token may mint tokens in another tenant";
-        return Err(state
-            .access
-            .refuse(
-                &caller,
-                Action::PoliciesAdmin,
-                &Resource::tenant_wide(),
-                reason,
-                reason.into(),
-            )
-            .await);
+        admin_token_only(&state, &caller, reason, reason).await?;
     }
     let ttl = parse(Ttl::parse(
         "ttl",
