@@ -7,14 +7,15 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::audit::TransactionEvent;
 use crate::crypto::{self, Binding, EnvelopeError, Kms, WrappedKey};
 use crate::domain::{
     AliasName, Environment, OwnerTeam, RotationStrategy, SecretPath, Tenant, VersionNumber,
     VersionStatus,
 };
 use crate::store::{
-    AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretRow, SecretUpdate, SelectedVersion,
-    StatusChange, StatusChangeOutcome, Store, StoreError, VersionRow,
+    AliasChange, AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretRow, SecretUpdate,
+    SelectedVersion, StatusChange, StatusChangeOutcome, Store, StoreError, VersionRow,
 };
 
 /// Why a secrets operation failed; `api::error` maps each variant to its HTTP status.
@@ -85,6 +86,13 @@ pub enum InitialStatus {
     Current,
 }
 
+/// A new version's value and what it is created with.
+pub struct NewVersionValue<'a> {
+    pub value: &'a SecretString,
+    pub status: InitialStatus,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 pub struct CreatedVersion {
     pub version: VersionNumber,
     pub status: VersionStatus,
@@ -100,6 +108,8 @@ pub struct SecretService {
 }
 
 const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// How many version numbers a new version tries before it gives up to concurrent writers.
+const SEAL_ATTEMPTS: usize = 8;
 
 impl SecretService {
     pub fn new(store: Store, kms: Arc<dyn Kms>, max_value_bytes: usize) -> Self {
@@ -114,6 +124,8 @@ impl SecretService {
         self.max_value_bytes
     }
 
+    /// Creates a secret; `audit`'s event commits with it.
+    ///
     /// # Errors
     /// `AlreadyExists` for a taken environment and path; `Invalid` for an over-long description.
     pub async fn create(
@@ -121,23 +133,27 @@ impl SecretService {
         tenant: &Tenant,
         principal: &str,
         request: CreateSecret,
+        audit: &TransactionEvent,
     ) -> Result<SecretRow, SecretError> {
         check_description(&request.description)?;
         let now = Utc::now();
         let id = Uuid::new_v4();
         let inserted = self
             .store
-            .insert_secret(&NewSecret {
-                id,
-                tenant: tenant.as_str(),
-                environment: request.environment.as_str(),
-                path: request.path.as_str(),
-                owner_team: request.owner_team.as_str(),
-                description: &request.description,
-                rotation_strategy: request.rotation_strategy.as_str(),
-                created_by: principal,
-                now,
-            })
+            .insert_secret(
+                &NewSecret {
+                    id,
+                    tenant: tenant.as_str(),
+                    environment: request.environment.as_str(),
+                    path: request.path.as_str(),
+                    owner_team: request.owner_team.as_str(),
+                    description: &request.description,
+                    rotation_strategy: request.rotation_strategy.as_str(),
+                    created_by: principal,
+                    now,
+                },
+                Some(audit),
+            )
             .await;
         match inserted {
             Err(e) if e.is_unique_violation() => Err(SecretError::AlreadyExists(format!(
@@ -152,20 +168,30 @@ impl SecretService {
             .ok_or_else(|| SecretError::SecretNotFound(id.to_string()))
     }
 
-    /// Seals `value` as the next version of the secret `id`.
+    /// Seals `value` as the next version of the secret `id`. `audit`'s event, given the number
+    /// the version gets, commits with the version; `None` when the caller audits the change in
+    /// its own terms (a rotation's steps).
+    ///
+    /// The value is sealed outside any transaction (its number is part of the associated data,
+    /// and a KMS call must not hold the store's write lock); should another version take the
+    /// number meanwhile, the value is sealed again under the next one.
     ///
     /// # Errors
-    /// `ValueTooLarge`, `SecretNotFound`, and storage or KMS failures. A failure after the
-    /// version number was reserved leaves a gap in the numbering, never a half-written version.
+    /// `ValueTooLarge`, `SecretNotFound`, `Conflict` when other writers took every number tried,
+    /// and storage or KMS failures; a failed write changes nothing.
     pub async fn add_version(
         &self,
         tenant: &Tenant,
         principal: &str,
         id: Uuid,
-        value: &SecretString,
-        status: InitialStatus,
-        expires_at: Option<DateTime<Utc>>,
+        new: NewVersionValue<'_>,
+        audit: Option<TransactionEvent>,
     ) -> Result<CreatedVersion, SecretError> {
+        let NewVersionValue {
+            value,
+            status,
+            expires_at,
+        } = new;
         let size = value.expose_secret().len();
         if size > self.max_value_bytes {
             return Err(SecretError::ValueTooLarge {
@@ -173,58 +199,61 @@ impl SecretService {
                 limit: self.max_value_bytes,
             });
         }
-        let now = Utc::now();
-        let (version, environment, path) = self
-            .store
-            .reserve_version(tenant.as_str(), id, now)
-            .await?
-            .ok_or_else(|| SecretError::SecretNotFound(id.to_string()))?;
-        let binding = Binding {
-            tenant: tenant.as_str().to_owned(),
-            environment,
-            path,
-            version,
-        };
-        let sealed = crypto::seal(
-            self.kms.as_ref(),
-            &binding,
-            value.expose_secret().as_bytes(),
-        )
-        .await?;
-        let outcome = self
-            .store
-            .insert_version(
-                tenant.as_str(),
-                &NewVersion {
-                    secret_id: id,
-                    version,
-                    ciphertext: &sealed.ciphertext,
-                    wrapped_key: &sealed.wrapped_key.blob,
-                    kms_key_id: &sealed.wrapped_key.key_id,
-                    created_by: principal,
-                    expires_at,
-                    now,
-                },
-                status == InitialStatus::Current,
+        for _ in 0..SEAL_ATTEMPTS {
+            let now = Utc::now();
+            let (version, environment, path) = self
+                .store
+                .next_version(tenant.as_str(), id)
+                .await?
+                .ok_or_else(|| SecretError::SecretNotFound(id.to_string()))?;
+            let binding = Binding {
+                tenant: tenant.as_str().to_owned(),
+                environment,
+                path,
+                version,
+            };
+            let sealed = crypto::seal(
+                self.kms.as_ref(),
+                &binding,
+                value.expose_secret().as_bytes(),
             )
             .await?;
-        match outcome {
-            AliasMove::Moved { .. } => Ok(CreatedVersion {
-                version,
-                status: match status {
-                    InitialStatus::Pending => VersionStatus::Pending,
-                    InitialStatus::Current => VersionStatus::Current,
-                },
-                created_at: now,
-                expires_at,
-            }),
-            AliasMove::Conflict {
-                actual: Some(newer),
-            } => Err(SecretError::Conflict(format!(
-                "version {version} was stored as PENDING: version {newer} became current while it was being written; promote it with expectedPreviousVersion {newer} if it should be current"
-            ))),
-            _ => Err(SecretError::SecretNotFound(id.to_string())),
+            let inserted = self
+                .store
+                .insert_version(
+                    tenant.as_str(),
+                    &NewVersion {
+                        secret_id: id,
+                        version,
+                        ciphertext: &sealed.ciphertext,
+                        wrapped_key: &sealed.wrapped_key.blob,
+                        kms_key_id: &sealed.wrapped_key.key_id,
+                        created_by: principal,
+                        expires_at,
+                        now,
+                    },
+                    status == InitialStatus::Current,
+                    audit
+                        .clone()
+                        .map(|audit| audit.map(|event| event.version(version)))
+                        .as_ref(),
+                )
+                .await?;
+            if inserted {
+                return Ok(CreatedVersion {
+                    version,
+                    status: match status {
+                        InitialStatus::Pending => VersionStatus::Pending,
+                        InitialStatus::Current => VersionStatus::Current,
+                    },
+                    created_at: now,
+                    expires_at,
+                });
+            }
         }
+        Err(SecretError::Conflict(format!(
+            "other versions kept being added to secret {id} while this one was written ({SEAL_ATTEMPTS} tries); retry"
+        )))
     }
 
     /// Fetches, in one round trip, the token with hash `token_hash` and the version of
@@ -348,7 +377,8 @@ impl SecretService {
             .value)
     }
 
-    /// Points `alias` at `version` if it now points at `expected` (compare-and-swap).
+    /// Points `alias` at `version` if it now points at `expected` (compare-and-swap); `audit`'s
+    /// event commits with the move.
     ///
     /// # Errors
     /// `Conflict` on a stale `expected` or an unreadable target; not-found errors.
@@ -359,6 +389,7 @@ impl SecretService {
         alias: AliasName,
         version: VersionNumber,
         expected: Option<VersionNumber>,
+        audit: Option<&TransactionEvent>,
     ) -> Result<Option<VersionNumber>, SecretError> {
         if alias == AliasName::Previous {
             return Err(SecretError::Invalid {
@@ -368,7 +399,17 @@ impl SecretService {
         }
         let outcome = self
             .store
-            .move_alias(tenant.as_str(), id, alias, version, expected, Utc::now())
+            .move_alias(
+                tenant.as_str(),
+                id,
+                AliasChange {
+                    alias,
+                    target: version,
+                    expected,
+                    now: Utc::now(),
+                },
+                audit,
+            )
             .await?;
         match outcome {
             AliasMove::Moved { previous } => Ok(previous),
@@ -389,7 +430,8 @@ impl SecretService {
         }
     }
 
-    /// Disables, enables or destroys one version; returns its new status.
+    /// Disables, enables or destroys one version; returns its new status. `audit`'s event
+    /// commits with the change.
     ///
     /// # Errors
     /// Not-found errors; `Conflict` for the current version; `VersionDestroyed`.
@@ -399,10 +441,11 @@ impl SecretService {
         id: Uuid,
         version: VersionNumber,
         change: StatusChange,
+        audit: Option<&TransactionEvent>,
     ) -> Result<VersionStatus, SecretError> {
         let outcome = self
             .store
-            .change_status(tenant.as_str(), id, version, change, Utc::now())
+            .change_status(tenant.as_str(), id, version, change, Utc::now(), audit)
             .await?;
         match outcome {
             StatusChangeOutcome::Changed(status) => Ok(status),
@@ -469,6 +512,8 @@ impl SecretService {
         Ok((page.secrets, page.has_more))
     }
 
+    /// Edits a secret's metadata; `audit`'s event commits with the edit.
+    ///
     /// # Errors
     /// `SecretNotFound`; `Invalid` for an over-long description.
     pub async fn update(
@@ -477,6 +522,7 @@ impl SecretService {
         id: Uuid,
         owner_team: Option<&OwnerTeam>,
         description: Option<&str>,
+        audit: &TransactionEvent,
     ) -> Result<SecretRow, SecretError> {
         if let Some(description) = description {
             check_description(description)?;
@@ -490,6 +536,7 @@ impl SecretService {
                     description,
                     now: Utc::now(),
                 },
+                Some(audit),
             )
             .await?
             .ok_or_else(|| SecretError::SecretNotFound(id.to_string()))

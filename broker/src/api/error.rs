@@ -78,6 +78,11 @@ pub struct ErrorDetail {
 
 fn store_status(error: &StoreError) -> (StatusCode, &'static str, &'static str) {
     match error {
+        StoreError::Audit(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            AUDIT_UNAVAILABLE,
+        ),
         StoreError::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
@@ -251,11 +256,13 @@ impl ApiError {
     }
 }
 
+const AUDIT_UNAVAILABLE: &str = "audit unavailable: the operation was not performed because its audit event could not be recorded; retry later";
+
 fn audit_parts() -> (StatusCode, &'static str, String, Option<String>) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         "audit_unavailable",
-        "audit unavailable: the operation was not performed because its audit event could not be recorded; retry later".to_owned(),
+        AUDIT_UNAVAILABLE.to_owned(),
         None,
     )
 }
@@ -393,6 +400,10 @@ mod tests {
             (SecretError::Envelope(EnvelopeError::Integrity).into(), 500),
             (ApiError::Store(StoreError::from(io())), 503),
             (ApiError::Audit(AuditError::Unavailable), 503),
+            (
+                SecretError::Storage(StoreError::Audit(AuditError::Unavailable)).into(),
+                503,
+            ),
             (
                 SecretError::Envelope(EnvelopeError::Kms(KmsError::Rejected("x".into()))).into(),
                 503,

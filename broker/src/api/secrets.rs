@@ -17,11 +17,13 @@ use zeroize::Zeroizing;
 
 use super::{ApiError, AppState, JsonBody, QueryParams};
 use crate::audit::{AuditEvent, EventType};
-use crate::auth::{Action, Caller, Resource, bearer, hash_token, invalid_token};
+use crate::auth::{Action, Caller, RequestFacts, Resource, bearer, hash_token, refuse_token};
 use crate::domain::{
     AliasName, Environment, OwnerTeam, RotationStrategy, SecretPath, VersionNumber, VersionStatus,
 };
-use crate::secrets::{CreateSecret, InitialStatus, SecretMetadata, VersionSelector};
+use crate::secrets::{
+    CreateSecret, InitialStatus, NewVersionValue, SecretMetadata, VersionSelector,
+};
 use crate::store::{SecretRow, StatusChange};
 
 const DEFAULT_PAGE: u32 = 100;
@@ -295,14 +297,11 @@ pub async fn create_secret(
             &Resource::secret(&request.environment, &request.path),
         )
         .await?;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::SecretCreate)
-                .secret(&request.environment, &request.path)
-                .detail("ownerTeam", request.owner_team.as_str()),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::SecretCreate)
+            .secret(&request.environment, &request.path)
+            .detail("ownerTeam", request.owner_team.as_str()),
+    );
     let row = state
         .secrets
         .create(
@@ -315,6 +314,7 @@ pub async fn create_secret(
                 description: request.description,
                 rotation_strategy: request.rotation_strategy,
             },
+            &event,
         )
         .await?;
     Ok(HttpResponse::Created().json(SecretResponse::from(row)))
@@ -441,13 +441,10 @@ pub async fn update_secret(
     body: JsonBody<UpdateSecretRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let secret = authorized_secret(&state, &caller, *id, Action::SecretsAdmin).await?;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::SecretUpdate)
-                .location(&secret.environment, &secret.path),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::SecretUpdate)
+            .location(&secret.environment, &secret.path),
+    );
     let request = body.0;
     let row = state
         .secrets
@@ -456,6 +453,7 @@ pub async fn update_secret(
             *id,
             request.owner_team.as_ref(),
             request.description.as_deref(),
+            &event,
         )
         .await?;
     Ok(HttpResponse::Ok().json(SecretResponse::from(row)))
@@ -501,30 +499,30 @@ pub async fn create_version(
             )
             .await?;
     }
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::VersionCreate)
-                .location(&secret.environment, &secret.path)
-                .detail(
-                    "status",
-                    if status == InitialStatus::Current {
-                        "CURRENT"
-                    } else {
-                        "PENDING"
-                    },
-                ),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::VersionCreate)
+            .location(&secret.environment, &secret.path)
+            .detail(
+                "status",
+                if status == InitialStatus::Current {
+                    "CURRENT"
+                } else {
+                    "PENDING"
+                },
+            ),
+    );
     let created = state
         .secrets
         .add_version(
             &caller.tenant,
             &caller.principal,
             *id,
-            &request.value,
-            status,
-            request.expires_at,
+            NewVersionValue {
+                value: &request.value,
+                status,
+                expires_at: request.expires_at,
+            },
+            Some(event),
         )
         .await?;
     Ok(HttpResponse::Created().json(VersionCreatedResponse {
@@ -562,16 +560,13 @@ pub async fn promote_alias(
     let alias = parse(AliasName::parse(&alias))?;
     let secret = authorized_secret(&state, &caller, id, Action::SecretsRotate).await?;
     let request = body.0;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::AliasPromote)
-                .location(&secret.environment, &secret.path)
-                .version(request.version)
-                .detail("alias", alias.as_str())
-                .detail("expectedPreviousVersion", request.expected_previous_version),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::AliasPromote)
+            .location(&secret.environment, &secret.path)
+            .version(request.version)
+            .detail("alias", alias.as_str())
+            .detail("expectedPreviousVersion", request.expected_previous_version),
+    );
     let previous = state
         .secrets
         .promote(
@@ -580,6 +575,7 @@ pub async fn promote_alias(
             alias,
             request.version,
             request.expected_previous_version,
+            Some(&event),
         )
         .await?;
     Ok(HttpResponse::Ok().json(PromoteResponse {
@@ -607,17 +603,14 @@ async fn change_status(
         StatusChange::Enable => EventType::VersionEnable,
         StatusChange::Destroy => EventType::VersionDestroy,
     };
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, event_type)
-                .location(&secret.environment, &secret.path)
-                .version(version),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, event_type)
+            .location(&secret.environment, &secret.path)
+            .version(version),
+    );
     let status = state
         .secrets
-        .change_status(&caller.tenant, id, version, change)
+        .change_status(&caller.tenant, id, version, change, Some(&event))
         .await?;
     Ok(HttpResponse::Ok().json(VersionStatusResponse {
         secret_id: id,
@@ -730,9 +723,12 @@ pub async fn read_secret(
     let row = state
         .secrets
         .fetch_for_read(&hash_token(&token), &environment, &secret_path, selector)
-        .await?
-        .ok_or_else(invalid_token)?;
-    let caller = Caller::from_token(row.token, &req, state.token_hmac.of(&token))?;
+        .await?;
+    let facts = RequestFacts::of(&req);
+    let Some(row) = row else {
+        return Err(refuse_token(&state, None, state.token_hmac.of(&token), &facts).await);
+    };
+    let caller = Caller::authenticate(&state, Some(row.token), &token, facts).await?;
     let resource = Resource::secret(&environment, &secret_path);
     let break_glass = match state
         .access

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AuditEvent;
+use super::in_transaction::TransactionEvent;
 use super::sink::JsonLinesSink;
 use crate::store::{ChainHead, JournalEffect, Store, WriterConnection};
 
@@ -48,6 +49,7 @@ type Pending = (Entry, oneshot::Sender<Result<bool, AuditError>>);
 #[derive(Clone)]
 pub struct AuditLog {
     queue: mpsc::Sender<Pending>,
+    sink: Option<JsonLinesSink>,
     timeout: Duration,
     healthy: Arc<AtomicBool>,
 }
@@ -66,7 +68,7 @@ impl AuditLog {
     ) -> std::io::Result<Self> {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
-        let writer = write_batches(store, sink, receiver, healthy.clone());
+        let writer = write_batches(store, sink.clone(), receiver, healthy.clone());
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
@@ -80,9 +82,16 @@ impl AuditLog {
             })?;
         Ok(Self {
             queue,
+            sink,
             timeout,
             healthy,
         })
+    }
+
+    /// `event` for an operation that runs its own write transaction and appends the event
+    /// there ([`TransactionEvent::record`]), instead of through the writer's group commit.
+    pub fn in_transaction(&self, event: AuditEvent) -> TransactionEvent {
+        TransactionEvent::new(event, self.sink.clone(), self.timeout, self.healthy.clone())
     }
 
     /// Records `event` durably, or fails within the timeout.
@@ -256,9 +265,9 @@ fn gather<T>(receiver: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, mut pause: im
     }
 }
 
-/// Copies a committed batch to the JSON-lines sink. Only a required sink's failure fails the
-/// batch's requests.
-async fn stream(
+/// Copies events to the JSON-lines sink: a batch the writer committed, or a write's event before
+/// its transaction commits. Only a required sink's failure fails the events' requests.
+pub(super) async fn stream(
     sink: Option<&JsonLinesSink>,
     events: &[AuditEvent],
     placed: &[(i64, Vec<u8>)],

@@ -1,5 +1,5 @@
 //! The `Caller` extractor: resolves `Authorization: Bearer <token>` for every protected handler,
-//! with the request facts that policy conditions look at.
+//! with the request facts that policy conditions look at, and audits every token it refuses.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use actix_web::HttpMessage;
 
 use crate::api::{ApiError, AppState, RequestId};
+use crate::audit::{AuditEvent, Decision, EventType};
 use crate::auth::token::is_live;
 use crate::domain::Tenant;
 use crate::policy::Subject;
@@ -79,14 +80,14 @@ pub fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// The facts about a request that policy conditions read.
-struct RequestFacts {
+pub struct RequestFacts {
     source_ip: Option<IpAddr>,
     ticket: Option<String>,
     request_id: Option<String>,
 }
 
 impl RequestFacts {
-    fn of(req: &HttpRequest) -> Self {
+    pub fn of(req: &HttpRequest) -> Self {
         Self {
             // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d.
             source_ip: req.peer_addr().map(|a| a.ip().to_canonical()),
@@ -103,16 +104,23 @@ impl RequestFacts {
 }
 
 impl Caller {
-    /// The caller a token row stands for, with the facts of `req`.
+    /// The caller that the presented `token` stands for, given the store's row for it (`None`:
+    /// unknown) and the facts of its request.
     ///
     /// # Errors
-    /// 401 when the token is revoked or expired.
-    pub fn from_token(
-        row: TokenRow,
-        req: &HttpRequest,
-        token_hmac: String,
+    /// 401 for an unknown, expired or revoked token, after its `LOGIN` deny event
+    /// ([`refuse_token`]).
+    pub async fn authenticate(
+        state: &AppState,
+        row: Option<TokenRow>,
+        token: &str,
+        facts: RequestFacts,
     ) -> Result<Self, ApiError> {
-        Self::from_parts(row, RequestFacts::of(req), token_hmac)
+        let token_hmac = state.token_hmac.of(token);
+        match row {
+            Some(row) if is_live(&row) => Self::from_parts(row, facts, token_hmac),
+            row => Err(refuse_token(state, row.as_ref(), token_hmac, &facts).await),
+        }
     }
 
     fn from_parts(
@@ -120,9 +128,6 @@ impl Caller {
         facts: RequestFacts,
         token_hmac: String,
     ) -> Result<Self, ApiError> {
-        if !is_live(&row) {
-            return Err(invalid_token());
-        }
         let tenant = Tenant::parse(&row.tenant)
             .map_err(|_| ApiError::Internal("stored token has an invalid tenant".into()))?;
         Ok(Caller {
@@ -140,8 +145,41 @@ impl Caller {
     }
 }
 
+/// The 401 for a presented token the store does not know (`row` is `None`) or no longer
+/// honours, after a `LOGIN` deny event that names the token only by its HMAC, and a known one
+/// by its principal and tenant too: the use of a leaked, revoked or expired token shows in the
+/// trail. An unknown token's event goes to the `_unknown` tenant. A refusal stays a 401 even if
+/// its event cannot be written (the audit log counts and logs that).
+pub async fn refuse_token(
+    state: &AppState,
+    row: Option<&TokenRow>,
+    token_hmac: String,
+    facts: &RequestFacts,
+) -> ApiError {
+    let reason = match row {
+        None => "unknown token",
+        Some(row) if row.revoked_at.is_some() => "revoked token",
+        Some(_) => "expired token",
+    };
+    metrics::counter!("leasehold_login_failures_total", "method" => "token").increment(1);
+    let mut event = AuditEvent::system(
+        row.map_or("_unknown", |r| r.tenant.as_str()),
+        EventType::Login,
+    )
+    .detail("method", "token")
+    .detail("reason", reason)
+    .detail("tokenId", row.map(|r| r.id.to_string()))
+    .detail("tokenHmac", token_hmac);
+    event.principal = row.map_or("unknown", |r| r.principal.as_str()).to_owned();
+    event.decision = Decision::Deny.as_str().to_owned();
+    event.source_ip = facts.source_ip.map(|ip| ip.to_string());
+    event.request_id.clone_from(&facts.request_id);
+    let _ = state.audit.record(event).await;
+    invalid_token()
+}
+
 /// The 401 for a token the store does not know, or no longer honours.
-pub fn invalid_token() -> ApiError {
+fn invalid_token() -> ApiError {
     ApiError::Unauthorized("the token is invalid, expired or revoked".into())
 }
 
@@ -157,12 +195,8 @@ impl FromRequest for Caller {
             let token = zeroize::Zeroizing::new(token?);
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-            let row = state
-                .tokens
-                .resolve(&token)
-                .await?
-                .ok_or_else(invalid_token)?;
-            Caller::from_parts(row, facts, state.token_hmac.of(&token))
+            let row = state.tokens.find(&token).await?;
+            Caller::authenticate(&state, row, &token, facts).await
         })
     }
 }

@@ -14,6 +14,6 @@ mod token;
 pub use crate::policy::Action;
 pub use access::{Access, AccessDecision, Resource};
 pub use break_glass::{BreakGlass, Grant, GrantRequest};
-pub use caller::{Caller, TICKET_HEADER, bearer, invalid_token};
+pub use caller::{Caller, RequestFacts, TICKET_HEADER, bearer, refuse_token};
 pub use kubernetes::{KubernetesRole, LoginError, Workload};
 pub use token::{IssuedToken, MintRequest, TokenService, hash_token, is_live};

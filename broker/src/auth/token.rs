@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::audit::TransactionEvent;
 use crate::domain::Tenant;
 use crate::store::{NewToken, Store, StoreError, TokenRow};
 
@@ -47,6 +48,9 @@ pub struct MintRequest<'a> {
     pub created_by: &'a str,
     pub expires_at: Option<DateTime<Utc>>,
     pub text: Option<SecretString>,
+    /// The mint's event, committed with the token and given its id; `None` for bootstrap
+    /// tokens.
+    pub audit: Option<TransactionEvent>,
 }
 
 impl<'a> MintRequest<'a> {
@@ -61,6 +65,7 @@ impl<'a> MintRequest<'a> {
             created_by: "bootstrap",
             expires_at: None,
             text: None,
+            audit: None,
         }
     }
 }
@@ -83,19 +88,25 @@ impl TokenService {
     pub async fn mint(&self, request: MintRequest<'_>) -> Result<IssuedToken, StoreError> {
         let token = request.text.unwrap_or_else(generate_token);
         let id = Uuid::new_v4();
+        let audit = request
+            .audit
+            .map(|audit| audit.map(|event| event.detail("tokenId", id.to_string())));
         self.store
-            .insert_token(&NewToken {
-                id,
-                token_hash: &hash_token(token.expose_secret()),
-                tenant: request.tenant.as_str(),
-                principal: request.principal,
-                is_admin: request.is_admin,
-                mfa: request.mfa,
-                source_cluster: request.source_cluster,
-                created_by: request.created_by,
-                expires_at: request.expires_at,
-                now: Utc::now(),
-            })
+            .insert_token(
+                &NewToken {
+                    id,
+                    token_hash: &hash_token(token.expose_secret()),
+                    tenant: request.tenant.as_str(),
+                    principal: request.principal,
+                    is_admin: request.is_admin,
+                    mfa: request.mfa,
+                    source_cluster: request.source_cluster,
+                    created_by: request.created_by,
+                    expires_at: request.expires_at,
+                    now: Utc::now(),
+                },
+                audit.as_ref(),
+            )
             .await?;
         Ok(IssuedToken {
             id,
@@ -106,13 +117,12 @@ impl TokenService {
         })
     }
 
-    /// The live token with this text: not revoked and not expired.
+    /// The token with this text, live or not ([`is_live`] tells); `None` when unknown.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn resolve(&self, token: &str) -> Result<Option<TokenRow>, StoreError> {
-        let row = self.store.find_token(&hash_token(token)).await?;
-        Ok(row.filter(is_live))
+    pub async fn find(&self, token: &str) -> Result<Option<TokenRow>, StoreError> {
+        self.store.find_token(&hash_token(token)).await
     }
 
     /// Whether a token with this text exists at all (dev restarts reuse the stored root token).

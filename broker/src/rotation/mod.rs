@@ -33,7 +33,7 @@ use crate::alerts::AlertSink;
 use crate::audit::{AuditError, AuditEvent, AuditLog, EventType};
 use crate::domain::{AliasName, Tenant, VersionNumber};
 use crate::dynamic::{DynamicError, PasswordPolicyConfig, PluginRegistry};
-use crate::secrets::{InitialStatus, SecretError, SecretService};
+use crate::secrets::{InitialStatus, NewVersionValue, SecretError, SecretService};
 use crate::store::{
     RUN_COMPLETED, RUN_FAILED, RUN_ROLLED_BACK, RUN_RUNNING, RotationRunRow, SecretRow,
     StatusChange, Store, StoreError,
@@ -122,9 +122,13 @@ impl Actor {
     }
 
     fn event(&self, event_type: EventType, secret: &SecretRow) -> AuditEvent {
+        self.event_at(event_type, &secret.environment, &secret.path)
+    }
+
+    fn event_at(&self, event_type: EventType, environment: &str, path: &str) -> AuditEvent {
         let mut event = self.template.clone();
         event.event_type = event_type.as_str().to_owned();
-        event.location(&secret.environment, &secret.path)
+        event.location(environment, path)
     }
 }
 
@@ -381,8 +385,11 @@ impl RotationService {
                 &tenant,
                 &actor.principal,
                 secret.id,
-                &value,
-                InitialStatus::Pending,
+                NewVersionValue {
+                    value: &value,
+                    status: InitialStatus::Pending,
+                    expires_at: None,
+                },
                 None,
             )
             .await
@@ -410,7 +417,14 @@ impl RotationService {
         let next = current_of(&aliases, AliasName::Next);
         if let Err(e) = self
             .secrets
-            .promote(&tenant, secret.id, AliasName::Next, created.version, next)
+            .promote(
+                &tenant,
+                secret.id,
+                AliasName::Next,
+                created.version,
+                next,
+                None,
+            )
             .await
         {
             return Err(self.fail(actor, secret, run, e.to_string()).await);
@@ -494,6 +508,7 @@ impl RotationService {
                 AliasName::Current,
                 version,
                 run.from_version,
+                None,
             )
             .await
         {
@@ -603,7 +618,7 @@ impl RotationService {
         if let (Some(version), Ok(tenant)) = (run.to_version, tenant_of(secret)) {
             let disabled = self
                 .secrets
-                .change_status(&tenant, secret.id, version, StatusChange::Disable)
+                .change_status(&tenant, secret.id, version, StatusChange::Disable, None)
                 .await;
             if let Err(e) = disabled {
                 tracing::error!(run = %run.id, version, error = %e, "could not disable the version of a failed rotation");
@@ -706,10 +721,11 @@ impl RotationService {
                     AliasName::Current,
                     previous,
                     Some(current),
+                    None,
                 )
                 .await?;
             self.secrets
-                .change_status(&tenant, secret.id, current, StatusChange::Disable)
+                .change_status(&tenant, secret.id, current, StatusChange::Disable, None)
                 .await
         };
         if let Err(error) = moved.await {

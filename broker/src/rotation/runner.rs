@@ -290,7 +290,7 @@ impl RotationRunner {
         match self
             .service
             .secrets
-            .change_status(&tenant, secret.id, version, change)
+            .change_status(&tenant, secret.id, version, change, None)
             .await
         {
             Ok(_)

@@ -146,6 +146,11 @@ impl StaticRoleService {
             None => {
                 let path = SecretPath::parse(&Self::path(name))
                     .map_err(|e| RotationError::invalid("name", format!("name: {}", e.reason)))?;
+                let event = self.rotation.audit.in_transaction(
+                    actor
+                        .event_at(EventType::SecretCreate, environment.as_str(), path.as_str())
+                        .detail("ownerTeam", owner_team.as_str()),
+                );
                 let secret = self
                     .rotation
                     .secrets
@@ -159,6 +164,7 @@ impl StaticRoleService {
                             description: format!("credentials of static role {name}"),
                             rotation_strategy: RotationStrategy::ManualOverlap,
                         },
+                        &event,
                     )
                     .await?;
                 (secret, true)

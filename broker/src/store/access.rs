@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::commit_with_event;
 use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {
@@ -43,7 +45,7 @@ const GRANT_COLUMNS: &str =
     "id, principal, resources, reason, ticket_url, created_at, expires_at, ended_at, token_id";
 
 impl Store {
-    /// Creates or replaces a policy document.
+    /// Creates or replaces a policy document, committing `audit`'s event with it.
     ///
     /// # Errors
     /// Storage errors.
@@ -54,8 +56,10 @@ impl Store {
         document: &str,
         by: &str,
         now: DateTime<Utc>,
+        audit: &TransactionEvent,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO policies (tenant, name, document, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (tenant, name) DO UPDATE SET document = excluded.document, \
@@ -66,24 +70,37 @@ impl Store {
             .bind(document)
             .bind(by)
             .bind(now)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            commit_with_event!(tx, Some(audit));
         });
         Ok(())
     }
 
+    /// Deletes a policy, committing `audit`'s event with the deletion; `false` (and no event)
+    /// when there is no such policy.
+    ///
     /// # Errors
     /// Storage errors.
-    pub async fn delete_policy(&self, tenant: &str, name: &str) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
-            sqlx::query("DELETE FROM policies WHERE tenant = $1 AND name = $2")
+    pub async fn delete_policy(
+        &self,
+        tenant: &str,
+        name: &str,
+        audit: &TransactionEvent,
+    ) -> StoreResult<bool> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let affected = sqlx::query("DELETE FROM policies WHERE tenant = $1 AND name = $2")
                 .bind(tenant)
                 .bind(name)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        Ok(affected > 0)
+                .rows_affected();
+            if affected > 0 {
+                commit_with_event!(tx, Some(audit));
+            }
+            Ok(affected > 0)
+        })
     }
 
     /// Every policy of a tenant, in name order.
@@ -101,7 +118,7 @@ impl Store {
         }))
     }
 
-    /// Replaces the members of a group.
+    /// Replaces the members of a group, committing `audit`'s event with them.
     ///
     /// # Errors
     /// Storage errors.
@@ -110,6 +127,7 @@ impl Store {
         tenant: &str,
         group: &str,
         members: &[String],
+        audit: &TransactionEvent,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -126,7 +144,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await?;
+            commit_with_event!(tx, Some(audit));
         });
         Ok(())
     }

@@ -189,8 +189,81 @@ pub(super) fn chain<'a>(head: &ChainHead, events: &'a [AuditEvent]) -> Chained<'
     }
 }
 
+/// Locks the chain's head row and reads it, in one statement (on SQLite the write transaction
+/// already holds the database lock).
+pub(super) const LOCK_HEAD: &str =
+    "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash";
+pub(super) const MOVE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+
+/// Inserts chained [`Link`]s in the open transaction `$tx`: one multi-row INSERT per chunk, since
+/// a statement per event would cost a round trip each.
+macro_rules! insert_links {
+    ($tx:ident, $links:expr) => {
+        for chunk in $links.chunks($crate::store::audit::INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
+                 source_ip, request_id, decision, detail, created_at, prev_hash, hash) ",
+            );
+            insert.push_values(chunk, |mut row, link| {
+                let event = link.event;
+                row.push_bind(link.seq)
+                    .push_bind(&event.event_type)
+                    .push_bind(&event.tenant_id)
+                    .push_bind(&event.environment)
+                    .push_bind(&event.path)
+                    .push_bind(event.version)
+                    .push_bind(&event.principal)
+                    .push_bind(&event.source_ip)
+                    .push_bind(&event.request_id)
+                    .push_bind(&event.decision)
+                    .push_bind(&link.detail)
+                    .push_bind(event.created_at)
+                    .push_bind(&link.prev_hash)
+                    .push_bind(&link.hash);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+    };
+}
+pub(crate) use insert_links;
+
+/// Commits the open write transaction `$tx` of an operation together with its event `$audit`
+/// (an `Option<&TransactionEvent>`; `None` for changes audited by the caller's own events, such
+/// as a rotation's steps). The event is the transaction's last write: the head row is locked
+/// only now, so the chain waits on the operation's other locks for no longer than the commit.
+/// A failure to record it returns `StoreError::Audit` and drops `$tx`, rolling everything back.
+macro_rules! commit_with_event {
+    ($tx:ident, $audit:expr) => {
+        if let Some(audit) = $audit {
+            if let Some(event) = audit.event() {
+                audit
+                    .record(async {
+                        let (seq, hash): (i64, Vec<u8>) =
+                            sqlx::query_as($crate::store::audit::LOCK_HEAD)
+                                .fetch_one(&mut *$tx)
+                                .await?;
+                        let chained = $crate::store::audit::chain(
+                            &$crate::store::ChainHead { seq, hash },
+                            std::slice::from_ref(event),
+                        );
+                        sqlx::query($crate::store::audit::MOVE_HEAD)
+                            .bind(chained.end.seq)
+                            .bind(&chained.end.hash)
+                            .execute(&mut *$tx)
+                            .await?;
+                        $crate::store::audit::insert_links!($tx, chained.rows);
+                        Ok((chained.end.seq, chained.end.hash))
+                    })
+                    .await?;
+            }
+        }
+        $tx.commit().await?;
+    };
+}
+pub(crate) use commit_with_event;
+
 /// Rows per INSERT statement: 14 parameters each stays under every driver's bind limit.
-const INSERT_CHUNK: usize = 256;
+pub(super) const INSERT_CHUNK: usize = 256;
 
 const AUDIT_COLUMNS: &str = "seq, event_type, tenant, environment, path, version, principal, \
      source_ip, request_id, decision, detail, created_at, prev_hash, hash";
@@ -249,14 +322,11 @@ impl Store {
                     None => {
                         // Locks and reads the head in one statement (on SQLite the write
                         // transaction already holds the database lock).
-                        let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(
-                            "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
-                        )
-                        .fetch_one(&mut *tx)
-                        .await?;
+                        let (seq, hash): (i64, Vec<u8>) =
+                            sqlx::query_as(LOCK_HEAD).fetch_one(&mut *tx).await?;
                         let chained = chain(&ChainHead { seq, hash }, events);
                         let end = &chained.end;
-                        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                        sqlx::query(MOVE_HEAD)
                             .bind(end.seq)
                             .bind(&end.hash)
                             .execute(&mut *tx)
@@ -264,31 +334,7 @@ impl Store {
                         chained
                     }
                 };
-                // One multi-row INSERT per chunk: a statement per event would cost a round trip each.
-                for chunk in chained.rows.chunks(INSERT_CHUNK) {
-                    let mut insert = sqlx::QueryBuilder::new(
-                        "INSERT INTO audit_events (seq, event_type, tenant, environment, path, version, principal, \
-                         source_ip, request_id, decision, detail, created_at, prev_hash, hash) ",
-                    );
-                    insert.push_values(chunk, |mut row, link| {
-                        let event = link.event;
-                        row.push_bind(link.seq)
-                            .push_bind(&event.event_type)
-                            .push_bind(&event.tenant_id)
-                            .push_bind(&event.environment)
-                            .push_bind(&event.path)
-                            .push_bind(event.version)
-                            .push_bind(&event.principal)
-                            .push_bind(&event.source_ip)
-                            .push_bind(&event.request_id)
-                            .push_bind(&event.decision)
-                            .push_bind(&link.detail)
-                            .push_bind(event.created_at)
-                            .push_bind(&link.prev_hash)
-                            .push_bind(&link.hash);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
+                insert_links!(tx, chained.rows);
                 head = Some(chained.end.clone());
                 placed = chained.rows.iter().map(|l| (l.seq, l.hash.clone())).collect();
             }

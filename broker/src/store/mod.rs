@@ -52,8 +52,8 @@ pub use rotations::{
     RotationRunRow, StaticRoleRow,
 };
 pub use secrets::{
-    AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow, SecretUpdate,
-    SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,
+    AliasChange, AliasMove, AliasRow, NewSecret, NewVersion, ReadRow, SecretListPage, SecretRow,
+    SecretUpdate, SelectedVersion, StatusChange, StatusChangeOutcome, VersionRow,
 };
 pub use tokens::{NewToken, TokenRow};
 
@@ -84,6 +84,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage error: {0}")]
     Writer(#[source] rusqlite::Error),
+    /// The operation's own event could not be recorded, so the operation was rolled back.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL: {0}; use sqlite://PATH or postgres://…")]

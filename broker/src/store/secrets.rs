@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::commit_with_event;
 use super::{BeginWrite, Store, StoreResult, TokenRow, on_pool};
+use crate::audit::TransactionEvent;
 use crate::domain::{AliasName, VersionNumber, VersionStatus};
 
 /// A secret's metadata row.
@@ -83,6 +85,15 @@ pub struct NewVersion<'a> {
     pub kms_key_id: &'a str,
     pub created_by: &'a str,
     pub expires_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+/// An alias move: point `alias` at `target` if it now points at `expected` (`None`: unset).
+#[derive(Debug, Clone, Copy)]
+pub struct AliasChange {
+    pub alias: AliasName,
+    pub target: VersionNumber,
+    pub expected: Option<VersionNumber>,
     pub now: DateTime<Utc>,
 }
 
@@ -235,10 +246,17 @@ fn parse_status(stored: &str) -> StoreResult<VersionStatus> {
 }
 
 impl Store {
+    /// Inserts a secret, committing `audit`'s event with it.
+    ///
     /// # Errors
     /// A unique violation when the tenant already has a secret at this environment and path.
-    pub async fn insert_secret(&self, new: &NewSecret<'_>) -> StoreResult<()> {
+    pub async fn insert_secret(
+        &self,
+        new: &NewSecret<'_>,
+        audit: Option<&TransactionEvent>,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO secrets (id, tenant, environment, path, owner_team, description, \
                  rotation_strategy, latest_version, created_by, created_at, updated_at) \
@@ -253,8 +271,9 @@ impl Store {
             .bind(new.rotation_strategy)
             .bind(new.created_by)
             .bind(new.now)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            commit_with_event!(tx, audit);
         });
         Ok(())
     }
@@ -293,32 +312,34 @@ impl Store {
         }))
     }
 
-    /// Takes the next version number of a secret. Numbers are never handed out twice, so they
-    /// stay monotonic even when a write fails after reserving one.
+    /// The number the secret's next version would get, with the secret's environment and path
+    /// (the sealed value is bound to all three); `None` when it is not the tenant's secret. The
+    /// number is only claimed by [`Store::insert_version`].
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn reserve_version(
+    pub async fn next_version(
         &self,
         tenant: &str,
         id: Uuid,
-        now: DateTime<Utc>,
     ) -> StoreResult<Option<(VersionNumber, String, String)>> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, (i64, String, String)>(
-                "UPDATE secrets SET latest_version = latest_version + 1, updated_at = $3 \
-                 WHERE id = $1 AND tenant = $2 RETURNING latest_version, environment, path",
+                "SELECT latest_version + 1, environment, path FROM secrets WHERE id = $1 AND tenant = $2",
             )
             .bind(id)
             .bind(tenant)
-            .bind(now)
             .fetch_optional(pool)
             .await?
         }))
     }
 
-    /// Inserts a sealed version as PENDING and, when `make_current`, moves `current` to it in
-    /// the same transaction.
+    /// Claims `new.version` as the secret's latest number (compare-and-set on the number
+    /// before it), inserts the sealed version as PENDING and, when `make_current`, moves
+    /// `current` to it, all in one transaction that also commits `audit`'s event. `false`, with
+    /// nothing changed, when the number is no longer free (another version took it while this
+    /// one was being sealed) or the secret is gone: ask [`Store::next_version`] again. Numbers
+    /// are therefore gapless and a write that fails leaves no trace.
     ///
     /// # Errors
     /// Storage errors.
@@ -327,11 +348,22 @@ impl Store {
         tenant: &str,
         new: &NewVersion<'_>,
         make_current: bool,
-    ) -> StoreResult<AliasMove> {
+        audit: Option<&TransactionEvent>,
+    ) -> StoreResult<bool> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if lock_secret!(tx, tenant, new.secret_id, new.now).is_none() {
-                return Ok(AliasMove::SecretNotFound);
+            let claimed = sqlx::query_scalar::<_, Uuid>(
+                "UPDATE secrets SET latest_version = $3, updated_at = $4 \
+                 WHERE id = $1 AND tenant = $2 AND latest_version = $3 - 1 RETURNING id",
+            )
+            .bind(new.secret_id)
+            .bind(tenant)
+            .bind(new.version)
+            .bind(new.now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if claimed.is_none() {
+                return Ok(false);
             }
             sqlx::query(
                 "INSERT INTO secret_versions (secret_id, version, status, ciphertext, wrapped_key, \
@@ -348,23 +380,17 @@ impl Store {
             .bind(new.expires_at)
             .execute(&mut *tx)
             .await?;
-            let mut previous = None;
             if make_current {
-                previous = alias_target!(tx, new.secret_id, "current");
-                // A newer version became current while this one was being sealed: keep the
-                // newer one, store this one as PENDING, and say so.
-                if let Some(newer) = previous.filter(|p| *p > new.version) {
-                    tx.commit().await?;
-                    return Ok(AliasMove::Conflict { actual: Some(newer) });
-                }
+                let previous = alias_target!(tx, new.secret_id, "current");
                 move_current!(tx, new.secret_id, new.version, previous, new.now);
             }
-            tx.commit().await?;
-            Ok(AliasMove::Moved { previous })
+            commit_with_event!(tx, audit);
+            Ok(true)
         })
     }
 
-    /// Points `alias` at `target` if it currently points at `expected` (`None`: unset).
+    /// Makes `change` (a compare-and-swap on the alias's target), and commits `audit`'s event
+    /// with the move (a move that does not happen records nothing).
     ///
     /// # Errors
     /// Storage errors.
@@ -372,11 +398,15 @@ impl Store {
         &self,
         tenant: &str,
         secret_id: Uuid,
-        alias: AliasName,
-        target: VersionNumber,
-        expected: Option<VersionNumber>,
-        now: DateTime<Utc>,
+        change: AliasChange,
+        audit: Option<&TransactionEvent>,
     ) -> StoreResult<AliasMove> {
+        let AliasChange {
+            alias,
+            target,
+            expected,
+            now,
+        } = change;
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             if lock_secret!(tx, tenant, secret_id, now).is_none() {
@@ -397,13 +427,13 @@ impl Store {
             } else {
                 upsert_alias!(tx, secret_id, alias.as_str(), target, now);
             }
-            tx.commit().await?;
+            commit_with_event!(tx, audit);
             Ok(AliasMove::Moved { previous: actual })
         })
     }
 
-    /// Disables, enables or destroys one version. The version `current` points at can do none
-    /// of these: promote another version first.
+    /// Disables, enables or destroys one version, committing `audit`'s event with the change.
+    /// The version `current` points at can do none of these: promote another version first.
     ///
     /// # Errors
     /// Storage errors.
@@ -414,6 +444,7 @@ impl Store {
         version: VersionNumber,
         change: StatusChange,
         now: DateTime<Utc>,
+        audit: Option<&TransactionEvent>,
     ) -> StoreResult<StatusChangeOutcome> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -474,7 +505,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.commit().await?;
+            commit_with_event!(tx, audit);
             Ok(StatusChangeOutcome::Changed(new_status))
         })
     }
@@ -609,7 +640,8 @@ impl Store {
         Ok(SecretListPage { secrets, has_more })
     }
 
-    /// Edits the mutable metadata of a secret; `None` fields stay as they are.
+    /// Edits the mutable metadata of a secret; `None` fields stay as they are. `audit`'s event
+    /// commits with the edit.
     ///
     /// # Errors
     /// Storage errors.
@@ -618,21 +650,27 @@ impl Store {
         tenant: &str,
         id: Uuid,
         update: &SecretUpdate<'_>,
+        audit: Option<&TransactionEvent>,
     ) -> StoreResult<Option<SecretRow>> {
         let sql = format!(
             "UPDATE secrets SET owner_team = COALESCE($3, owner_team), \
              description = COALESCE($4, description), updated_at = $5 \
              WHERE tenant = $1 AND id = $2 RETURNING {SECRET_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, SecretRow>(sqlx::AssertSqlSafe(sql))
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query_as::<_, SecretRow>(sqlx::AssertSqlSafe(sql))
                 .bind(tenant)
                 .bind(id)
                 .bind(update.owner_team)
                 .bind(update.description)
                 .bind(update.now)
-                .fetch_optional(pool)
-                .await?
-        }))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if updated.is_some() {
+                commit_with_event!(tx, audit);
+            }
+            Ok(updated)
+        })
     }
 }

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreResult, on_pool};
+use super::audit::commit_with_event;
+use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenRow {
@@ -36,10 +38,18 @@ const TOKEN_COLUMNS: &str = "id, tenant, principal, is_admin, mfa, source_cluste
      created_at, expires_at, revoked_at";
 
 impl Store {
+    /// Stores a new token, committing `audit`'s event with it (`None` for bootstrap tokens,
+    /// minted before there is anyone to audit).
+    ///
     /// # Errors
     /// Storage errors, or a unique violation for a hash that is already stored.
-    pub async fn insert_token(&self, new: &NewToken<'_>) -> StoreResult<()> {
+    pub async fn insert_token(
+        &self,
+        new: &NewToken<'_>,
+        audit: Option<&TransactionEvent>,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO tokens (id, token_hash, tenant, principal, is_admin, mfa, source_cluster, \
                  created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -54,8 +64,9 @@ impl Store {
             .bind(new.created_by)
             .bind(new.now)
             .bind(new.expires_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            commit_with_event!(tx, audit);
         });
         Ok(())
     }
@@ -89,7 +100,8 @@ impl Store {
         }))
     }
 
-    /// Revokes a token; `false` when the tenant has no unrevoked token with this id.
+    /// Revokes a token, committing `audit`'s event with the revocation; `false` (and no event)
+    /// when the tenant has no unrevoked token with this id.
     ///
     /// # Errors
     /// Storage errors.
@@ -98,17 +110,24 @@ impl Store {
         tenant: &str,
         id: Uuid,
         now: DateTime<Utc>,
+        audit: &TransactionEvent,
     ) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
-            sqlx::query("UPDATE tokens SET revoked_at = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL")
-                .bind(tenant)
-                .bind(id)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected > 0)
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let affected = sqlx::query(
+                "UPDATE tokens SET revoked_at = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if affected > 0 {
+                commit_with_event!(tx, Some(audit));
+            }
+            Ok(affected > 0)
+        })
     }
 
     /// Whether the store already has an administrator token (a store is initialised once).

@@ -610,8 +610,12 @@ async fn writes(app: &TestApp, replica: usize) {
 on_both_stores!(
     a_writer_whose_head_moved_chains_onto_the_new_one,
     |app: TestApp| async move {
-        // The app's writer now knows the head: its next batch moves it without reading it.
-        app.create_secret("prod", "chain/first").await;
+        // A read goes through the app's writer, which now knows the head: its next batch moves
+        // it without reading it.
+        let id = app.create_secret("prod", "chain/first").await;
+        app.put_version(&id, "v", "CURRENT").await;
+        let (status, _) = app.get("/v1/secrets/prod/chain/first").await;
+        assert_eq!(status, StatusCode::OK);
         let (seq, hash) = app.store.audit_head().await.expect("head");
         let known = ChainHead { seq, hash };
         // Someone else (another replica) appends twice, the second time from a stale head.
@@ -631,10 +635,194 @@ on_both_stores!(
         );
         drop(other);
         // The app's own writer is stale too now, and must not fork the chain either.
-        app.create_secret("prod", "chain/after").await;
+        let (status, _) = app.get("/v1/secrets/prod/chain/first").await;
+        assert_eq!(status, StatusCode::OK);
         let report = verify(&app).await;
         assert_eq!(report["ok"], true, "{report}");
         assert_eq!(report["events"], known.seq + 4);
+        app.cleanup().await;
+    }
+);
+
+/// How many events of `event_type` the trail holds.
+async fn count(app: &TestApp, event_type: &str) -> usize {
+    events(app, &format!("&eventType={event_type}")).await.len()
+}
+
+on_both_stores!(
+    a_write_and_its_event_commit_together,
+    |app: TestApp| async move {
+        let id = app.create_secret("prod", "together/one").await;
+        assert_eq!(count(&app, "SECRET_CREATE").await, 1);
+        let first = app.put_version(&id, "v1", "CURRENT").await;
+        let second = app.put_version(&id, "v2", "PENDING").await;
+        let created = events(&app, "&eventType=VERSION_CREATE").await;
+        let numbers: Vec<i64> = created
+            .iter()
+            .map(|e| e["version"].as_i64().expect("a version number"))
+            .collect();
+        assert_eq!(numbers, [first, second], "each event names its version");
+
+        // Writes that do not happen record nothing.
+        let (status, body) = app
+            .post(
+                &format!("/v1/secrets/{id}/aliases/current"),
+                json!({"version": second, "expectedPreviousVersion": second}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let (status, _) = app
+            .post(
+                "/v1/secrets",
+                json!({"environment": "prod", "path": "together/one", "ownerTeam": "p"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _) = app
+            .post(
+                &format!("/v1/secrets/{id}/versions/{first}/disable"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "current cannot be disabled");
+        let (status, _) = app
+            .post(
+                &format!("/v1/auth/tokens/{}/revoke", uuid::Uuid::new_v4()),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = app
+            .request(Method::DELETE, "/v1/policies/never-written", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        for event_type in [
+            "ALIAS_PROMOTE",
+            "VERSION_DISABLE",
+            "TOKEN_REVOKE",
+            "POLICY_CHANGE",
+        ] {
+            assert_eq!(count(&app, event_type).await, 0, "{event_type}");
+        }
+        assert_eq!(count(&app, "SECRET_CREATE").await, 1);
+
+        // Writes in their own transactions and reads through the writer, all at once, make
+        // one unbroken chain.
+        let writes = (0..12).map(|n| {
+            let app = &app;
+            let id = id.clone();
+            async move {
+                if n % 2 == 0 {
+                    app.put_version(&id, &format!("v{n}"), "PENDING").await;
+                } else {
+                    app.create_secret("prod", &format!("together/s{n}")).await;
+                }
+            }
+        });
+        let reads = (0..24).map(|_| async {
+            let (status, _) = app.get("/v1/secrets/prod/together/one").await;
+            assert_eq!(status, StatusCode::OK);
+        });
+        tokio::join!(
+            futures_util::future::join_all(writes),
+            futures_util::future::join_all(reads)
+        );
+        let report = verify(&app).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(count(&app, "VERSION_CREATE").await, 2 + 6);
+        let (status, meta) = app.get(&format!("/v1/secrets/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{meta}");
+        let mut numbers: Vec<i64> = meta["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .map(|v| v["version"].as_i64().expect("number"))
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(
+            numbers,
+            (1..=8).collect::<Vec<i64>>(),
+            "racing writers get gapless numbers"
+        );
+        assert_eq!(meta["latestVersion"], 8);
+        assert_eq!(count(&app, "SECRET_CREATE").await, 1 + 6);
+        assert_eq!(count(&app, "SECRET_READ").await, 24);
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    refused_tokens_are_audited_by_their_hmac,
+    |app: TestApp| async move {
+        let id = app.create_secret("prod", "refused/one").await;
+        app.put_version(&id, CANARY, "CURRENT").await;
+        let (status, minted) = app
+            .post(
+                "/v1/auth/tokens",
+                json!({"principal": "service:prod:api", "ttl": "1h"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{minted}");
+        let revoked = minted["token"].as_str().expect("token").to_owned();
+        let token_id = minted["id"].as_str().expect("id").to_owned();
+        let (status, _) = app
+            .post(&format!("/v1/auth/tokens/{token_id}/revoke"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let unknown = "lh_CANARY-never-a-token-7f3a";
+        for token in [revoked.as_str(), unknown] {
+            for path in ["/v1/secrets/prod/refused/one", "/v1/auth/self"] {
+                let (status, body) = app.request_as(token, Method::GET, path, None, &[]).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+            }
+        }
+
+        let rows = app.store.audit_chain_page(0, 10_000).await.expect("trail");
+        let refusals: Vec<_> = rows
+            .iter()
+            .filter(|r| r.event_type == "LOGIN" && r.decision == "DENY")
+            .map(|r| r.event())
+            .collect();
+        assert_eq!(refusals.len(), 4, "{refusals:?}");
+        let of_revoked: Vec<_> = refusals
+            .iter()
+            .filter(|e| e.detail["reason"] == "revoked token")
+            .collect();
+        assert_eq!(of_revoked.len(), 2);
+        for event in &of_revoked {
+            assert_eq!(event.principal, "service:prod:api");
+            assert_eq!(event.tenant_id, minted["tenant"].as_str().expect("tenant"));
+            assert_eq!(event.detail["tokenId"], token_id.as_str());
+        }
+        let of_unknown: Vec<_> = refusals
+            .iter()
+            .filter(|e| e.detail["reason"] == "unknown token")
+            .collect();
+        assert_eq!(of_unknown.len(), 2);
+        assert!(of_unknown.iter().all(|e| e.tenant_id == "_unknown"));
+        // Each token is named by one HMAC, never by its text.
+        let hmac = |events: &[&AuditEvent]| {
+            let names: std::collections::BTreeSet<String> = events
+                .iter()
+                .map(|e| e.detail["tokenHmac"].as_str().expect("an HMAC").to_owned())
+                .collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+            names.into_iter().next()
+        };
+        assert_ne!(hmac(&of_revoked), hmac(&of_unknown));
+        for row in &rows {
+            let text = format!("{:?}", row.event());
+            assert!(!text.contains(&revoked) && !text.contains(unknown) && !text.contains(CANARY));
+        }
+        // The recorder is shared by every test of this process: at least these four.
+        let metrics = app.metrics().await;
+        let refused = metrics
+            .lines()
+            .find(|l| l.starts_with("leasehold_login_failures_total{method=\"token\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(refused >= 4.0, "{metrics}");
         app.cleanup().await;
     }
 );

@@ -194,14 +194,11 @@ pub async fn kubernetes_login(
         "kubernetes:{}:{}/{}",
         role.cluster, workload.namespace, workload.service_account
     );
-    state
-        .audit
-        .record(
-            login_event(tenant.as_str(), role.principal.as_str(), Decision::Allow)
-                .detail("cluster", role.cluster.as_str())
-                .detail("serviceAccount", created_by.as_str()),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        login_event(tenant.as_str(), role.principal.as_str(), Decision::Allow)
+            .detail("cluster", role.cluster.as_str())
+            .detail("serviceAccount", created_by.as_str()),
+    );
     let issued = state
         .tokens
         .mint(MintRequest {
@@ -213,6 +210,7 @@ pub async fn kubernetes_login(
             created_by: &created_by,
             expires_at: Some(ttl.after(Utc::now())),
             text: None,
+            audit: Some(event),
         })
         .await?;
     Ok(HttpResponse::Ok().json(LoginResponse {

@@ -46,22 +46,26 @@ pub async fn put_policy(
         .map_err(|e| ApiError::bad_request(e.field.clone(), e.to_string()))?;
     let text = serde_json::to_string(&document)
         .map_err(|_| ApiError::Internal("policy encoding failed".into()))?;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::PolicyChange)
-                .detail("policy", name.as_str())
-                .detail("operation", "put")
-                .detail(
-                    "document",
-                    serde_json::to_value(&document).unwrap_or_default(),
-                ),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::PolicyChange)
+            .detail("policy", name.as_str())
+            .detail("operation", "put")
+            .detail(
+                "document",
+                serde_json::to_value(&document).unwrap_or_default(),
+            ),
+    );
     let now = Utc::now();
     state
         .store
-        .put_policy(caller.tenant.as_str(), &name, &text, &caller.principal, now)
+        .put_policy(
+            caller.tenant.as_str(),
+            &name,
+            &text,
+            &caller.principal,
+            now,
+            &event,
+        )
         .await?;
     state.access.policies().invalidate(caller.tenant.as_str());
     Ok(HttpResponse::Ok().json(PolicyResponse {
@@ -126,17 +130,14 @@ pub async fn delete_policy(
 ) -> Result<HttpResponse, ApiError> {
     let name = policy_name(&name)?;
     require_admin(&state, &caller).await?;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::PolicyChange)
-                .detail("policy", name)
-                .detail("operation", "delete"),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::PolicyChange)
+            .detail("policy", name)
+            .detail("operation", "delete"),
+    );
     if !state
         .store
-        .delete_policy(caller.tenant.as_str(), name)
+        .delete_policy(caller.tenant.as_str(), name, &event)
         .await?
     {
         return Err(ApiError::NotFound(format!("no policy {name}")));
@@ -295,17 +296,14 @@ pub async fn put_group(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::GroupChange)
-                .detail("group", group.as_str())
-                .detail("members", names.clone()),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::GroupChange)
+            .detail("group", group.as_str())
+            .detail("members", names.clone()),
+    );
     state
         .store
-        .set_group_members(caller.tenant.as_str(), group.as_str(), &names)
+        .set_group_members(caller.tenant.as_str(), group.as_str(), &names, &event)
         .await?;
     state.access.policies().invalidate(caller.tenant.as_str());
     Ok(HttpResponse::Ok().json(GroupMembers { members }))

@@ -83,16 +83,13 @@ pub async fn mint_token(
         request.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL),
     ))?;
     let expires_at = ttl.after(Utc::now());
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::TokenMint)
-                .detail("subject", request.principal.as_str())
-                .detail("subjectTenant", tenant.as_str())
-                .detail("expiresAt", expires_at.to_rfc3339())
-                .detail("mfa", request.mfa),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::TokenMint)
+            .detail("subject", request.principal.as_str())
+            .detail("subjectTenant", tenant.as_str())
+            .detail("expiresAt", expires_at.to_rfc3339())
+            .detail("mfa", request.mfa),
+    );
     let issued = state
         .tokens
         .mint(MintRequest {
@@ -104,6 +101,7 @@ pub async fn mint_token(
             created_by: &caller.principal,
             expires_at: Some(expires_at),
             text: None,
+            audit: Some(event),
         })
         .await?;
     Ok(HttpResponse::Created().json(MintTokenResponse {
@@ -166,15 +164,12 @@ pub async fn revoke_token(
     if *id != caller.token_id {
         require_admin(&state, &caller).await?;
     }
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::TokenRevoke).detail("tokenId", id.to_string()),
-        )
-        .await?;
+    let event = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::TokenRevoke).detail("tokenId", id.to_string()),
+    );
     if state
         .store
-        .revoke_token(caller.tenant.as_str(), *id, Utc::now())
+        .revoke_token(caller.tenant.as_str(), *id, Utc::now(), &event)
         .await?
     {
         Ok(HttpResponse::NoContent().finish())
