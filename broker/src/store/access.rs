@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::commit_with_event;
+use super::audit::{change_with_event, commit_with_event};
 use super::{BeginWrite, Store, StoreResult, on_pool};
 use crate::audit::TransactionEvent;
 
@@ -88,19 +88,13 @@ impl Store {
         name: &str,
         audit: &TransactionEvent,
     ) -> StoreResult<bool> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let affected = sqlx::query("DELETE FROM policies WHERE tenant = $1 AND name = $2")
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
+            sqlx::query("DELETE FROM policies WHERE tenant = $1 AND name = $2")
                 .bind(tenant)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if affected > 0 {
-                commit_with_event!(tx, Some(audit));
-            }
-            Ok(affected > 0)
-        })
+                .bind(name),
+            audit
+        )))
     }
 
     /// Every policy of a tenant, in name order.

@@ -262,6 +262,21 @@ macro_rules! commit_with_event {
 }
 pub(crate) use commit_with_event;
 
+/// Runs the one-statement change `$query` in a write transaction of its own on `$pool` and
+/// commits it with `$audit`'s event if it changed a row; evaluates to whether it did (a change
+/// that found nothing rolls back and records nothing).
+macro_rules! change_with_event {
+    ($pool:ident, $query:expr, $audit:expr) => {{
+        let mut tx = $pool.begin_write().await?;
+        let changed = $query.execute(&mut *tx).await?.rows_affected() > 0;
+        if changed {
+            $crate::store::audit::commit_with_event!(tx, Some($audit));
+        }
+        changed
+    }};
+}
+pub(crate) use change_with_event;
+
 /// Rows per INSERT statement: 14 parameters each stays under every driver's bind limit.
 pub(super) const INSERT_CHUNK: usize = 256;
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::commit_with_event;
+use super::audit::{change_with_event, commit_with_event};
 use super::{BeginWrite, Store, StoreResult, on_pool};
 use crate::audit::TransactionEvent;
 
@@ -112,22 +112,16 @@ impl Store {
         now: DateTime<Utc>,
         audit: &TransactionEvent,
     ) -> StoreResult<bool> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let affected = sqlx::query(
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
+            sqlx::query(
                 "UPDATE tokens SET revoked_at = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL",
             )
             .bind(tenant)
             .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if affected > 0 {
-                commit_with_event!(tx, Some(audit));
-            }
-            Ok(affected > 0)
-        })
+            .bind(now),
+            audit
+        )))
     }
 
     /// Whether the store already has an administrator token (a store is initialised once).

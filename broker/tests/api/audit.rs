@@ -35,6 +35,17 @@ fn assert_has_types(all: &[Value], expected: &[&str]) {
     }
 }
 
+/// The value of the metric series starting with `series` (0 when absent).
+async fn counter(app: &TestApp, series: &str) -> f64 {
+    app.metrics()
+        .await
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 async fn verify(app: &TestApp) -> Value {
     let (status, report) = app.post("/v1/audit/verify", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -589,14 +600,8 @@ async fn a_best_effort_sink_that_fails_is_counted_and_does_not_fail_the_operatio
     // The store's trail, the primary sink, still has every event.
     let read_events = events(&app, "&eventType=SECRET_READ").await;
     assert_eq!(read_events.len(), 1);
-    let metrics = app.metrics().await;
-    let failures = metrics
-        .lines()
-        .find(|l| l.starts_with("leasehold_audit_sink_failures_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(failures >= 1.0, "{metrics}");
+    let failures = counter(&app, "leasehold_audit_sink_failures_total").await;
+    assert!(failures >= 1.0, "sink failures counted: {failures}");
     app.cleanup().await;
 }
 
@@ -815,14 +820,8 @@ on_both_stores!(
             assert!(!text.contains(&revoked) && !text.contains(unknown) && !text.contains(CANARY));
         }
         // The recorder is shared by every test of this process: at least these four.
-        let metrics = app.metrics().await;
-        let refused = metrics
-            .lines()
-            .find(|l| l.starts_with("leasehold_login_failures_total{method=\"token\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        assert!(refused >= 4.0, "{metrics}");
+        let refused = counter(&app, "leasehold_login_failures_total{method=\"token\"}").await;
+        assert!(refused >= 4.0, "refusals counted: {refused}");
         app.cleanup().await;
     }
 );
