@@ -39,15 +39,12 @@ pub async fn put_backend(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &caller, &name).await?;
     let (config, password) = body.0.validate()?;
-    state
-        .audit
-        .record(
-            event(&caller, EventType::BackendWrite, &name)
-                .detail("plugin", config.plugin.as_str())
-                .detail("host", config.connection.host.as_str())
-                .detail("passwordChanged", password.is_some()),
-        )
-        .await?;
+    let audit = state.audit.in_transaction(
+        event(&caller, EventType::BackendWrite, &name)
+            .detail("plugin", config.plugin.as_str())
+            .detail("host", config.connection.host.as_str())
+            .detail("passwordChanged", password.is_some()),
+    );
     let view = state
         .backends
         .put(
@@ -56,6 +53,7 @@ pub async fn put_backend(
             config,
             password,
             &caller.principal,
+            &audit,
         )
         .await?;
     Ok(HttpResponse::Ok().json(view))
@@ -127,13 +125,9 @@ pub async fn delete_backend(
     query: QueryParams<DeleteQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &caller, &name).await?;
-    state
-        .audit
-        .record(
-            event(&caller, EventType::BackendDelete, &name)
-                .detail("revokeLeases", query.revoke_leases),
-        )
-        .await?;
+    let audit = state.audit.in_transaction(
+        event(&caller, EventType::BackendDelete, &name).detail("revokeLeases", query.revoke_leases),
+    );
     state
         .backends
         .delete(
@@ -141,6 +135,7 @@ pub async fn delete_backend(
             &name,
             query.revoke_leases,
             &state.leases,
+            &audit,
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -47,17 +47,14 @@ pub async fn put_role(
             .authorize(&caller, Action::RolesAdmin, &existing.resource())
             .await?;
     }
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::RoleWrite)
-                .location(role.environment.as_str(), &format!("roles/{name}"))
-                .detail("backend", role.backend.as_str()),
-        )
-        .await?;
+    let audit = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::RoleWrite)
+            .location(role.environment.as_str(), &format!("roles/{name}"))
+            .detail("backend", role.backend.as_str()),
+    );
     let view = state
         .roles
-        .put(tenant, &name, role, &caller.principal)
+        .put(tenant, &name, role, &caller.principal, &audit)
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -128,13 +125,13 @@ pub async fn delete_role(
         .access
         .authorize(&caller, Action::RolesAdmin, &role.resource())
         .await?;
+    let audit = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::RoleDelete)
+            .location(role.environment.as_str(), &format!("roles/{name}")),
+    );
     state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::RoleDelete)
-                .location(role.environment.as_str(), &format!("roles/{name}")),
-        )
+        .roles
+        .delete(caller.tenant.as_str(), &name, &audit)
         .await?;
-    state.roles.delete(caller.tenant.as_str(), &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }

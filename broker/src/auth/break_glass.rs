@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Access, Action, Caller, Resource};
 use crate::alerts::AlertSink;
 use crate::api::ApiError;
-use crate::audit::{AuditEvent, AuditLog, EventType};
+use crate::audit::{AuditEvent, AuditLog, EventType, TransactionEvent};
 use crate::policy::Glob;
 use crate::store::{GrantRow, NewGrant, Store};
 
@@ -130,30 +130,31 @@ impl BreakGlass {
         let now = Utc::now();
         let expires_at = now + chrono::Duration::minutes(i64::from(request.duration_minutes));
         let id = Uuid::new_v4();
-        audit
-            .record(
-                AuditEvent::allow(caller, EventType::BreakGlassGrant)
-                    .detail("grantId", id.to_string())
-                    .detail("resources", request.resources.clone())
-                    .detail("reason", request.reason.clone())
-                    .detail("ticketUrl", request.ticket_url.clone())
-                    .detail("expiresAt", expires_at.to_rfc3339()),
-            )
-            .await?;
+        let event = audit.in_transaction(
+            AuditEvent::allow(caller, EventType::BreakGlassGrant)
+                .detail("grantId", id.to_string())
+                .detail("resources", request.resources.clone())
+                .detail("reason", request.reason.clone())
+                .detail("ticketUrl", request.ticket_url.clone())
+                .detail("expiresAt", expires_at.to_rfc3339()),
+        );
         let resources = serde_json::to_string(&request.resources)
             .map_err(|_| ApiError::Internal("grant encoding failed".into()))?;
         self.store
-            .insert_grant(&NewGrant {
-                id,
-                token_id: &caller.token_id.to_string(),
-                tenant: caller.tenant.as_str(),
-                principal: &caller.principal,
-                resources: &resources,
-                reason: &request.reason,
-                ticket_url: &request.ticket_url,
-                now,
-                expires_at,
-            })
+            .insert_grant(
+                &NewGrant {
+                    id,
+                    token_id: &caller.token_id.to_string(),
+                    tenant: caller.tenant.as_str(),
+                    principal: &caller.principal,
+                    resources: &resources,
+                    reason: &request.reason,
+                    ticket_url: &request.ticket_url,
+                    now,
+                    expires_at,
+                },
+                &event,
+            )
             .await?;
         metrics::counter!("leasehold_break_glass_grants_total").increment(1);
         self.alerts.send(json!({
@@ -236,14 +237,19 @@ impl BreakGlass {
         }));
     }
 
-    /// Ends a grant early.
+    /// Ends a grant early, committing `audit`'s event with it.
     ///
     /// # Errors
-    /// 404 when the tenant has no open grant with this id.
-    pub async fn end(&self, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
+    /// 404 when the tenant has no open grant with this id; storage and audit errors.
+    pub async fn end(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        audit: &TransactionEvent,
+    ) -> Result<(), ApiError> {
         if self
             .store
-            .end_grant(caller.tenant.as_str(), id, Utc::now())
+            .end_grant(caller.tenant.as_str(), id, Utc::now(), audit)
             .await?
         {
             Ok(())

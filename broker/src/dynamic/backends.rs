@@ -13,6 +13,7 @@ use super::registry::{open_plugin, stored_config};
 use super::{
     BackendConfig, ConnectionConfig, DynamicError, LeaseService, PluginRegistry, check_name,
 };
+use crate::audit::TransactionEvent;
 use crate::store::{BackendWrite, Store};
 
 /// A backend as `GET` shows it: never the password.
@@ -44,11 +45,13 @@ impl BackendService {
         Self { store, registry }
     }
 
-    /// Creates or replaces a backend. The password is required on creation; omitted later, the
-    /// current one is kept (re-sealed for the new generation).
+    /// Creates or replaces a backend, committing `audit`'s event with it. The password is
+    /// required on creation; omitted later, the current one is kept (re-sealed for the new
+    /// generation).
     ///
     /// # Errors
-    /// `Invalid` for a bad body, `Conflict` when a concurrent change won, storage and KMS errors.
+    /// `Invalid` for a bad body, `Conflict` when a concurrent change won, storage, KMS and audit
+    /// errors.
     pub async fn put(
         &self,
         tenant: &str,
@@ -56,6 +59,7 @@ impl BackendService {
         config: BackendConfig,
         password: Option<SecretString>,
         actor: &str,
+        audit: &TransactionEvent,
     ) -> Result<BackendView, DynamicError> {
         check_name("name", name)?;
         let existing = self.store.find_backend(tenant, name).await?;
@@ -83,17 +87,20 @@ impl BackendService {
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
         let written = self
             .store
-            .write_backend(&BackendWrite {
-                tenant,
-                name,
-                plugin: config.plugin.as_str(),
-                connection: &connection,
-                max_open_connections: i64::from(config.max_open_connections),
-                password: &sealed,
-                generation,
-                actor,
-                now: Utc::now(),
-            })
+            .write_backend(
+                &BackendWrite {
+                    tenant,
+                    name,
+                    plugin: config.plugin.as_str(),
+                    connection: &connection,
+                    max_open_connections: i64::from(config.max_open_connections),
+                    password: &sealed,
+                    generation,
+                    actor,
+                    now: Utc::now(),
+                },
+                audit,
+            )
             .await?;
         if !written {
             return Err(DynamicError::Conflict(format!(
@@ -207,17 +214,18 @@ impl BackendService {
         Ok(row.generation + 1)
     }
 
-    /// Deletes a backend and its roles. With live leases it answers `Conflict` naming them,
-    /// unless `revoke_leases` asks to revoke them first.
+    /// Deletes a backend and its roles, committing `audit`'s event with them. With live leases
+    /// it answers `Conflict` naming them, unless `revoke_leases` asks to revoke them first.
     ///
     /// # Errors
-    /// `NotFound`, `Conflict`, `Backend` when a revocation fails.
+    /// `NotFound`, `Conflict`, `Backend` when a revocation fails, storage and audit errors.
     pub async fn delete(
         &self,
         tenant: &str,
         name: &str,
         revoke_leases: bool,
         leases: &LeaseService,
+        audit: &TransactionEvent,
     ) -> Result<(), DynamicError> {
         if self.store.find_backend(tenant, name).await?.is_none() {
             return Err(DynamicError::NotFound(format!("no backend `{name}`")));
@@ -241,7 +249,9 @@ impl BackendService {
                 }
             )));
         }
-        self.store.delete_backend(tenant, name).await?;
+        if !self.store.delete_backend(tenant, name, audit).await? {
+            return Err(DynamicError::NotFound(format!("no backend `{name}`")));
+        }
         self.registry.forget(tenant, name).await;
         Ok(())
     }

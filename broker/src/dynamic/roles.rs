@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::role_definition::ValidRole;
 use super::{DynamicError, PluginRegistry, PutRole, RoleDefinition, check_name};
+use crate::audit::TransactionEvent;
 use crate::auth::Resource;
 use crate::domain::{Environment, Ttl};
 use crate::store::{RoleRow, Store, StoreError};
@@ -84,31 +85,37 @@ impl RoleService {
         put.validate(backend.kind)
     }
 
+    /// Stores the role, committing `audit`'s event with it.
+    ///
     /// # Errors
-    /// Storage errors.
+    /// Storage and audit errors.
     pub async fn put(
         &self,
         tenant: &str,
         name: &str,
         role: ValidRole,
         actor: &str,
+        audit: &TransactionEvent,
     ) -> Result<RoleView, DynamicError> {
         let now = Utc::now();
         let definition = serde_json::to_string(&role.definition)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store
-            .upsert_role(&RoleRow {
-                tenant: tenant.to_owned(),
-                name: name.to_owned(),
-                backend: role.backend,
-                environment: role.environment.to_string(),
-                definition,
-                default_ttl_seconds: seconds(role.default_ttl),
-                max_ttl_seconds: seconds(role.max_ttl),
-                created_by: actor.to_owned(),
-                created_at: now,
-                updated_at: now,
-            })
+            .upsert_role(
+                &RoleRow {
+                    tenant: tenant.to_owned(),
+                    name: name.to_owned(),
+                    backend: role.backend,
+                    environment: role.environment.to_string(),
+                    definition,
+                    default_ttl_seconds: seconds(role.default_ttl),
+                    max_ttl_seconds: seconds(role.max_ttl),
+                    created_by: actor.to_owned(),
+                    created_at: now,
+                    updated_at: now,
+                },
+                audit,
+            )
             .await?;
         self.view(tenant, name).await
     }
@@ -159,11 +166,17 @@ impl RoleService {
             .collect())
     }
 
-    /// Deletes a role; refused while it has live leases (they revoke with its statements).
+    /// Deletes a role, committing `audit`'s event with it; refused while it has live leases
+    /// (they revoke with its statements).
     ///
     /// # Errors
-    /// `NotFound`, `Conflict`.
-    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), DynamicError> {
+    /// `NotFound`, `Conflict`, storage and audit errors.
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        name: &str,
+        audit: &TransactionEvent,
+    ) -> Result<(), DynamicError> {
         let role = self.find(tenant, name).await?;
         let live = self
             .store
@@ -176,7 +189,9 @@ impl RoleService {
                 ids.join(", ")
             )));
         }
-        self.store.delete_role(tenant, name).await?;
+        if !self.store.delete_role(tenant, name, audit).await? {
+            return Err(DynamicError::NotFound(format!("no role `{name}`")));
+        }
         Ok(())
     }
 }

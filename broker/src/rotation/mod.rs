@@ -236,14 +236,12 @@ impl RotationService {
         let old = self.store.find_rotation_policy(secret.id).await?;
         let static_role = old.as_ref().and_then(|o| o.static_role.clone());
         let policy = body.validate(static_role)?;
-        self.audit
-            .record(
-                actor
-                    .event(EventType::RotationPolicyChange, secret)
-                    .detail("schedule", policy.schedule.clone())
-                    .detail("paused", policy.paused),
-            )
-            .await?;
+        let audit = self.audit.in_transaction(
+            actor
+                .event(EventType::RotationPolicyChange, secret)
+                .detail("schedule", policy.schedule.clone())
+                .detail("paused", policy.paused),
+        );
         let now = Utc::now();
         let row = policy.to_row(
             secret.id,
@@ -252,7 +250,7 @@ impl RotationService {
             secret.created_at,
             now,
         );
-        self.store.put_rotation_policy(&row).await?;
+        self.store.put_rotation_policy(&row, &audit).await?;
         RotationPolicyView::from_row(&row, now)
     }
 

@@ -170,38 +170,36 @@ impl StaticRoleService {
                 (secret, true)
             }
         };
-        self.rotation
-            .audit
-            .record(
-                actor
-                    .event(EventType::StaticRoleWrite, &secret)
-                    .detail("role", name)
-                    .detail("backend", body.backend.as_str())
-                    .detail("usernames", body.usernames.clone()),
-            )
-            .await?;
-        store
-            .put_static_role(&StaticRoleRow {
-                tenant: tenant.as_str().to_owned(),
-                name: name.to_owned(),
-                backend: body.backend.clone(),
-                environment: environment.as_str().to_owned(),
-                usernames,
-                secret_id: secret.id,
-                created_by: actor.principal.clone(),
-                created_at: now,
-                updated_at: now,
-            })
-            .await?;
+        let audit = self.rotation.audit.in_transaction(
+            actor
+                .event(EventType::StaticRoleWrite, &secret)
+                .detail("role", name)
+                .detail("backend", body.backend.as_str())
+                .detail("usernames", body.usernames.clone()),
+        );
         let old_policy = store.find_rotation_policy(secret.id).await?;
         store
-            .put_rotation_policy(&policy.to_row(
-                secret.id,
-                tenant.as_str(),
-                old_policy.as_ref(),
-                secret.created_at,
-                now,
-            ))
+            .put_static_role(
+                &StaticRoleRow {
+                    tenant: tenant.as_str().to_owned(),
+                    name: name.to_owned(),
+                    backend: body.backend.clone(),
+                    environment: environment.as_str().to_owned(),
+                    usernames,
+                    secret_id: secret.id,
+                    created_by: actor.principal.clone(),
+                    created_at: now,
+                    updated_at: now,
+                },
+                &policy.to_row(
+                    secret.id,
+                    tenant.as_str(),
+                    old_policy.as_ref(),
+                    secret.created_at,
+                    now,
+                ),
+                &audit,
+            )
             .await?;
         if created {
             self.rotation

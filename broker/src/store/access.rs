@@ -158,25 +158,33 @@ impl Store {
         }))
     }
 
+    /// Opens a grant, committing `audit`'s event with it.
+    ///
     /// # Errors
     /// Storage errors.
-    pub async fn insert_grant(&self, grant: &NewGrant<'_>) -> StoreResult<()> {
+    pub async fn insert_grant(
+        &self,
+        grant: &NewGrant<'_>,
+        audit: &TransactionEvent,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO break_glass_grants (id, tenant, principal, resources, reason, ticket_url, created_at, expires_at, token_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(grant.id)
-            .bind(grant.tenant)
-            .bind(grant.principal)
-            .bind(grant.resources)
-            .bind(grant.reason)
-            .bind(grant.ticket_url)
-            .bind(grant.now)
-            .bind(grant.expires_at)
-            .bind(grant.token_id)
-            .execute(pool)
-            .await?;
+            change_with_event!(
+                pool,
+                sqlx::query(
+                    "INSERT INTO break_glass_grants (id, tenant, principal, resources, reason, ticket_url, created_at, expires_at, token_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(grant.id)
+                .bind(grant.tenant)
+                .bind(grant.principal)
+                .bind(grant.resources)
+                .bind(grant.reason)
+                .bind(grant.ticket_url)
+                .bind(grant.now)
+                .bind(grant.expires_at)
+                .bind(grant.token_id),
+                audit
+            );
         });
         Ok(())
     }
@@ -204,27 +212,33 @@ impl Store {
         }))
     }
 
-    /// Ends a grant early; `false` when there is no open grant with this id.
+    /// Ends a grant early, committing `audit`'s event with it; `false` (and no event) when
+    /// there is no open grant with this id.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn end_grant(&self, tenant: &str, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
+    pub async fn end_grant(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+        audit: &TransactionEvent,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
             sqlx::query("UPDATE break_glass_grants SET ended_at = $3 WHERE tenant = $1 AND id = $2 AND ended_at IS NULL")
                 .bind(tenant)
                 .bind(id)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected > 0)
+                .bind(now),
+            audit
+        )))
     }
 }
 
 impl Store {
-    /// Creates or replaces a Kubernetes auth role. Role names are global (a login names only
-    /// the role); a name taken by another tenant is refused with `Ok(false)`.
+    /// Creates or replaces a Kubernetes auth role, committing `audit`'s event with it. Role
+    /// names are global (a login names only the role); a name taken by another tenant is
+    /// refused with `Ok(false)`, and nothing is recorded.
     ///
     /// # Errors
     /// Storage errors.
@@ -234,8 +248,10 @@ impl Store {
         name: &str,
         document: &str,
         now: DateTime<Utc>,
+        audit: &TransactionEvent,
     ) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
             sqlx::query(
                 "INSERT INTO kubernetes_roles (name, tenant, document, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at \
@@ -244,12 +260,9 @@ impl Store {
             .bind(name)
             .bind(tenant)
             .bind(document)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(affected > 0)
+            .bind(now),
+            audit
+        )))
     }
 
     /// The role's tenant and document.
@@ -265,17 +278,23 @@ impl Store {
         }))
     }
 
+    /// Deletes a Kubernetes auth role, committing `audit`'s event with it; `false` (and no
+    /// event) when the tenant has no such role.
+    ///
     /// # Errors
     /// Storage errors.
-    pub async fn delete_kubernetes_role(&self, tenant: &str, name: &str) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
+    pub async fn delete_kubernetes_role(
+        &self,
+        tenant: &str,
+        name: &str,
+        audit: &TransactionEvent,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
             sqlx::query("DELETE FROM kubernetes_roles WHERE tenant = $1 AND name = $2")
                 .bind(tenant)
-                .bind(name)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected > 0)
+                .bind(name),
+            audit
+        )))
     }
 }

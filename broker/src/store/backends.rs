@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::audit::commit_with_event;
 use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvent;
 
 /// A sealed admin password as stored.
 #[derive(Debug, Clone)]
@@ -107,13 +109,19 @@ impl Store {
     }
 
     /// Creates the backend (`generation` 1) or replaces it when its stored generation is
-    /// `generation - 1`; `false` when another writer got there first.
+    /// `generation - 1`, committing `audit`'s event with it; `false` (and no event) when another
+    /// writer got there first.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn write_backend(&self, write: &BackendWrite<'_>) -> StoreResult<bool> {
+    pub async fn write_backend(
+        &self,
+        write: &BackendWrite<'_>,
+        audit: &TransactionEvent,
+    ) -> StoreResult<bool> {
         let affected = on_pool!(self, pool => {
-            if write.generation == 1 {
+            let mut tx = pool.begin_write().await?;
+            let affected = if write.generation == 1 {
                 sqlx::query(
                     "INSERT INTO backends (tenant, name, plugin, connection, max_open_connections, \
                      password_ciphertext, password_wrapped_key, password_kms_key_id, generation, \
@@ -131,7 +139,7 @@ impl Store {
                 .bind(&write.password.kms_key_id)
                 .bind(write.actor)
                 .bind(write.now)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected()
             } else {
@@ -152,10 +160,14 @@ impl Store {
                 .bind(&write.password.kms_key_id)
                 .bind(write.generation)
                 .bind(write.now)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected()
+            };
+            if affected == 1 {
+                commit_with_event!(tx, Some(audit));
             }
+            affected
         });
         Ok(affected == 1)
     }
@@ -220,11 +232,17 @@ impl Store {
         Ok(affected == 1)
     }
 
-    /// Deletes a backend and its roles in one transaction; `false` when there was none.
+    /// Deletes a backend and its roles in one transaction, committing `audit`'s event with
+    /// them; `false` (and no event) when there was none.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn delete_backend(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+    pub async fn delete_backend(
+        &self,
+        tenant: &str,
+        name: &str,
+        audit: &TransactionEvent,
+    ) -> StoreResult<bool> {
         let affected = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM roles WHERE tenant = $1 AND backend = $2")
@@ -238,7 +256,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            tx.commit().await?;
+            if affected == 1 {
+                commit_with_event!(tx, Some(audit));
+            }
             affected
         });
         Ok(affected == 1)

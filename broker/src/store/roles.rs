@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreResult, on_pool};
+use super::audit::change_with_event;
+use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvent;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RoleRow {
@@ -61,48 +63,56 @@ impl Store {
         }))
     }
 
-    /// Creates or replaces a role.
+    /// Creates or replaces a role, committing `audit`'s event with it.
     ///
     /// # Errors
     /// Storage errors, including a foreign-key violation for an unknown backend.
-    pub async fn upsert_role(&self, row: &RoleRow) -> StoreResult<()> {
+    pub async fn upsert_role(&self, row: &RoleRow, audit: &TransactionEvent) -> StoreResult<()> {
         on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO roles (tenant, name, backend, environment, definition, \
-                 default_ttl_seconds, max_ttl_seconds, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (tenant, name) DO UPDATE SET backend = excluded.backend, \
-                 environment = excluded.environment, definition = excluded.definition, \
-                 default_ttl_seconds = excluded.default_ttl_seconds, \
-                 max_ttl_seconds = excluded.max_ttl_seconds, updated_at = excluded.updated_at",
-            )
-            .bind(&row.tenant)
-            .bind(&row.name)
-            .bind(&row.backend)
-            .bind(&row.environment)
-            .bind(&row.definition)
-            .bind(row.default_ttl_seconds)
-            .bind(row.max_ttl_seconds)
-            .bind(&row.created_by)
-            .bind(row.created_at)
-            .bind(row.updated_at)
-            .execute(pool)
-            .await?;
+            change_with_event!(
+                pool,
+                sqlx::query(
+                    "INSERT INTO roles (tenant, name, backend, environment, definition, \
+                     default_ttl_seconds, max_ttl_seconds, created_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (tenant, name) DO UPDATE SET backend = excluded.backend, \
+                     environment = excluded.environment, definition = excluded.definition, \
+                     default_ttl_seconds = excluded.default_ttl_seconds, \
+                     max_ttl_seconds = excluded.max_ttl_seconds, updated_at = excluded.updated_at",
+                )
+                .bind(&row.tenant)
+                .bind(&row.name)
+                .bind(&row.backend)
+                .bind(&row.environment)
+                .bind(&row.definition)
+                .bind(row.default_ttl_seconds)
+                .bind(row.max_ttl_seconds)
+                .bind(&row.created_by)
+                .bind(row.created_at)
+                .bind(row.updated_at),
+                audit
+            );
         });
         Ok(())
     }
 
+    /// Deletes a role, committing `audit`'s event with it; `false` (and no event) when there
+    /// was none.
+    ///
     /// # Errors
     /// Storage errors.
-    pub async fn delete_role(&self, tenant: &str, name: &str) -> StoreResult<bool> {
-        let affected = on_pool!(self, pool => {
+    pub async fn delete_role(
+        &self,
+        tenant: &str,
+        name: &str,
+        audit: &TransactionEvent,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
             sqlx::query("DELETE FROM roles WHERE tenant = $1 AND name = $2")
                 .bind(tenant)
-                .bind(name)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected == 1)
+                .bind(name),
+            audit
+        )))
     }
 }

@@ -8,7 +8,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreResult, on_pool};
+use super::audit::{change_with_event, commit_with_event};
+use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvent;
 
 pub const RUN_RUNNING: &str = "RUNNING";
 pub const RUN_COMPLETED: &str = "COMPLETED";
@@ -90,43 +92,54 @@ const RUN_COLUMNS: &str = "id, tenant, secret_id, trigger_kind, state, step, fro
 const STATIC_ROLE_COLUMNS: &str =
     "tenant, name, backend, environment, usernames, secret_id, created_by, created_at, updated_at";
 
+/// The statement that creates or replaces the rotation policy `$row`, ready to execute.
+macro_rules! upsert_rotation_policy {
+    ($row:expr) => {
+        sqlx::query(
+            "INSERT INTO rotation_policies (secret_id, tenant, overlap_seconds, \
+             rollback_seconds, retention_seconds, schedule, deadline_seconds, paused, \
+             generate, static_role, webhook, next_run_at, deadline_at, last_rotated_at, \
+             updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (secret_id) DO UPDATE SET overlap_seconds = excluded.overlap_seconds, \
+             rollback_seconds = excluded.rollback_seconds, \
+             retention_seconds = excluded.retention_seconds, schedule = excluded.schedule, \
+             deadline_seconds = excluded.deadline_seconds, paused = excluded.paused, \
+             generate = excluded.generate, static_role = excluded.static_role, \
+             webhook = excluded.webhook, \
+             next_run_at = excluded.next_run_at, deadline_at = excluded.deadline_at, \
+             updated_at = excluded.updated_at",
+        )
+        .bind($row.secret_id)
+        .bind(&$row.tenant)
+        .bind($row.overlap_seconds)
+        .bind($row.rollback_seconds)
+        .bind($row.retention_seconds)
+        .bind(&$row.schedule)
+        .bind($row.deadline_seconds)
+        .bind($row.paused)
+        .bind(&$row.generate)
+        .bind(&$row.static_role)
+        .bind(&$row.webhook)
+        .bind($row.next_run_at)
+        .bind($row.deadline_at)
+        .bind($row.last_rotated_at)
+        .bind($row.updated_at)
+    };
+}
+
 impl Store {
+    /// Creates or replaces a secret's rotation policy, committing `audit`'s event with it.
+    ///
     /// # Errors
     /// Storage errors.
-    pub async fn put_rotation_policy(&self, row: &RotationPolicyRow) -> StoreResult<()> {
+    pub async fn put_rotation_policy(
+        &self,
+        row: &RotationPolicyRow,
+        audit: &TransactionEvent,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO rotation_policies (secret_id, tenant, overlap_seconds, \
-                 rollback_seconds, retention_seconds, schedule, deadline_seconds, paused, \
-                 generate, static_role, webhook, next_run_at, deadline_at, last_rotated_at, \
-                 updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (secret_id) DO UPDATE SET overlap_seconds = excluded.overlap_seconds, \
-                 rollback_seconds = excluded.rollback_seconds, \
-                 retention_seconds = excluded.retention_seconds, schedule = excluded.schedule, \
-                 deadline_seconds = excluded.deadline_seconds, paused = excluded.paused, \
-                 generate = excluded.generate, static_role = excluded.static_role, \
-                 webhook = excluded.webhook, \
-                 next_run_at = excluded.next_run_at, deadline_at = excluded.deadline_at, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(row.secret_id)
-            .bind(&row.tenant)
-            .bind(row.overlap_seconds)
-            .bind(row.rollback_seconds)
-            .bind(row.retention_seconds)
-            .bind(&row.schedule)
-            .bind(row.deadline_seconds)
-            .bind(row.paused)
-            .bind(&row.generate)
-            .bind(&row.static_role)
-            .bind(&row.webhook)
-            .bind(row.next_run_at)
-            .bind(row.deadline_at)
-            .bind(row.last_rotated_at)
-            .bind(row.updated_at)
-            .execute(pool)
-            .await?;
+            change_with_event!(pool, upsert_rotation_policy!(row), audit);
         });
         Ok(())
     }
@@ -417,10 +430,19 @@ impl Store {
         }))
     }
 
+    /// Creates a static role or updates its users, together with its secret's rotation
+    /// `policy`, committing `audit`'s event with both.
+    ///
     /// # Errors
     /// Storage errors, including a foreign-key violation for an unknown backend.
-    pub async fn put_static_role(&self, row: &StaticRoleRow) -> StoreResult<()> {
+    pub async fn put_static_role(
+        &self,
+        row: &StaticRoleRow,
+        policy: &RotationPolicyRow,
+        audit: &TransactionEvent,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO static_roles (tenant, name, backend, environment, usernames, \
                  secret_id, created_by, created_at, updated_at) \
@@ -437,8 +459,10 @@ impl Store {
             .bind(&row.created_by)
             .bind(row.created_at)
             .bind(row.updated_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            upsert_rotation_policy!(policy).execute(&mut *tx).await?;
+            commit_with_event!(tx, Some(audit));
         });
         Ok(())
     }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::on_both_stores;
+use crate::targets::{ADMIN_PASSWORD, Kind, Target};
 
 const CANARY: &str = "CANARY-audit-5d1e-never-logged";
 
@@ -319,26 +320,13 @@ async fn tampering_is_detected_postgres() {
     tampering_is_detected(Backend::Postgres).await;
 }
 
-const BREAK_SQLITE: &str = "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END";
-const BREAK_POSTGRES: [&str; 2] = [
-    "CREATE FUNCTION audit_broken() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected audit failure'; END $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_broken()",
-];
-
 on_both_stores!(
     a_failing_audit_write_fails_closed,
     |app: TestApp| async move {
         let id = app.create_secret("prod", "payments/closed").await;
         app.put_version(&id, CANARY, "CURRENT").await;
         let before = app.snapshot().await;
-        match &app.store {
-            Store::Sqlite(_) => execute(&app.store, BREAK_SQLITE).await,
-            Store::Postgres(_) => {
-                for sql in BREAK_POSTGRES {
-                    execute(&app.store, sql).await;
-                }
-            }
-        }
+        app.break_audit().await;
         let (status, body) = app.get("/v1/secrets/prod/payments/closed").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["error"]["code"], "audit_unavailable");
@@ -365,12 +353,7 @@ on_both_stores!(
         let (status, _) = app.get("/v1/auth/self").await;
         assert_eq!(status, StatusCode::OK, "the server keeps answering");
 
-        match &app.store {
-            Store::Sqlite(_) => execute(&app.store, "DROP TRIGGER audit_broken").await,
-            Store::Postgres(_) => {
-                execute(&app.store, "DROP TRIGGER audit_broken ON audit_events").await
-            }
-        }
+        app.mend_audit().await;
         let (status, read) = app.get("/v1/secrets/prod/payments/closed").await;
         assert_eq!(status, StatusCode::OK, "recovers without a restart: {read}");
         let (status, _) = app.get("/v1/sys/health").await;
@@ -752,6 +735,140 @@ on_both_stores!(
         assert_eq!(meta["latestVersion"], 8);
         assert_eq!(count(&app, "SECRET_CREATE").await, 1 + 6);
         assert_eq!(count(&app, "SECRET_READ").await, 24);
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    configuration_writes_commit_with_their_events,
+    |app: TestApp| async move {
+        let target = Target::create(Kind::Mariadb).await;
+        let put = |path: String, body: Value| {
+            let app = &app;
+            async move { app.request(Method::PUT, &path, Some(body)).await }
+        };
+        let (status, body) = put(
+            "/v1/backends/cfg-db".into(),
+            target.backend_body(ADMIN_PASSWORD),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = put("/v1/roles/cfg-rw".into(), target.role_body("cfg-db")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let id = app.create_secret("prod", "cfg/rotated").await;
+        let policy = json!({"overlapWindow": "1h", "schedule": "0 0 3 * * *"});
+        let (status, body) = put(format!("/v1/secrets/{id}/rotation"), policy).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let grant = json!({"resources": ["prod/cfg/*"], "reason": "incident", "ticketUrl": "INC-7", "durationMinutes": 5});
+        let (status, opened) = app.post("/v1/break-glass", grant.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{opened}");
+        for event_type in [
+            "BACKEND_WRITE",
+            "ROLE_WRITE",
+            "ROTATION_POLICY_CHANGE",
+            "BREAK_GLASS_GRANT",
+        ] {
+            assert_eq!(count(&app, event_type).await, 1, "{event_type}");
+        }
+
+        // Changes that find nothing to change record nothing.
+        let missing = uuid::Uuid::new_v4();
+        for (method, path, body) in [
+            (Method::DELETE, "/v1/backends/never-made".to_owned(), None),
+            (
+                Method::DELETE,
+                "/v1/auth/kubernetes/roles/never-made".to_owned(),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/v1/break-glass/{missing}/end"),
+                Some(json!({})),
+            ),
+        ] {
+            let (status, body) = app.request(method, &path, body).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        }
+        for event_type in ["BACKEND_DELETE", "AUTH_ROLE_CHANGE", "BREAK_GLASS_END"] {
+            assert_eq!(count(&app, event_type).await, 0, "{event_type}");
+        }
+
+        // With the trail unwritable, each of them fails closed and changes nothing.
+        let tables = [
+            "backends",
+            "roles",
+            "rotation_policies",
+            "break_glass_grants",
+        ];
+        let mut before = Vec::new();
+        for table in tables {
+            before.push(app.rows(table).await);
+        }
+        let generation = app.get("/v1/backends/cfg-db").await.1["generation"].clone();
+        let default_ttl = app.get("/v1/roles/cfg-rw").await.1["defaultTtl"].clone();
+        let overlap =
+            app.get(&format!("/v1/secrets/{id}/rotation")).await.1["overlapWindow"].clone();
+        app.break_audit().await;
+        let mut role = target.role_body("cfg-db");
+        role["defaultTtl"] = json!("5m");
+        let refused = [
+            put(
+                "/v1/backends/cfg-db".into(),
+                target.backend_body(ADMIN_PASSWORD),
+            )
+            .await,
+            put(
+                "/v1/backends/cfg-other".into(),
+                target.backend_body(ADMIN_PASSWORD),
+            )
+            .await,
+            put("/v1/roles/cfg-rw".into(), role).await,
+            put(
+                format!("/v1/secrets/{id}/rotation"),
+                json!({"overlapWindow": "2h"}),
+            )
+            .await,
+            app.post("/v1/break-glass", grant).await,
+            app.post(
+                &format!("/v1/break-glass/{}/end", opened["id"].as_str().expect("id")),
+                json!({}),
+            )
+            .await,
+            app.request(Method::DELETE, "/v1/roles/cfg-rw", None).await,
+            app.request(Method::DELETE, "/v1/backends/cfg-db", None)
+                .await,
+        ];
+        for (status, body) in refused {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert_eq!(body["error"]["code"], "audit_unavailable");
+        }
+        app.mend_audit().await;
+        let mut after = Vec::new();
+        for table in tables {
+            after.push(app.rows(table).await);
+        }
+        assert_eq!(after, before, "rows of {tables:?}");
+        assert_eq!(
+            app.get("/v1/backends/cfg-db").await.1["generation"],
+            generation
+        );
+        assert_eq!(
+            app.get("/v1/roles/cfg-rw").await.1["defaultTtl"],
+            default_ttl
+        );
+        assert_eq!(
+            app.get(&format!("/v1/secrets/{id}/rotation")).await.1["overlapWindow"],
+            overlap
+        );
+        let (_, grants) = app.get("/v1/break-glass").await;
+        assert_eq!(
+            grants["grants"].as_array().map(Vec::len),
+            Some(1),
+            "{grants}"
+        );
+        let report = verify(&app).await;
+        assert_eq!(report["ok"], true, "{report}");
+        target.cleanup().await;
         app.cleanup().await;
     }
 );

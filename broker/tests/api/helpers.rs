@@ -382,6 +382,52 @@ impl TestApp {
         .await;
     }
 
+    /// Makes every insert into the audit trail fail, as a broken audit table would: a trigger
+    /// that raises, until `mend_audit`.
+    pub async fn break_audit(&self) {
+        match &self.store {
+            Store::Sqlite(_) => {
+                self.execute("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END")
+                    .await;
+            }
+            Store::Postgres(_) => {
+                self.execute("CREATE OR REPLACE FUNCTION audit_broken() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected audit failure'; END $$ LANGUAGE plpgsql")
+                    .await;
+                self.execute("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_broken()")
+                    .await;
+            }
+        }
+    }
+
+    /// Removes the trigger `break_audit` created.
+    pub async fn mend_audit(&self) {
+        match &self.store {
+            Store::Sqlite(_) => self.execute("DROP TRIGGER audit_broken").await,
+            Store::Postgres(_) => {
+                self.execute("DROP TRIGGER audit_broken ON audit_events")
+                    .await;
+            }
+        }
+    }
+
+    /// The rows of `table` in the store (`table` may carry a `WHERE` clause).
+    pub async fn rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match &self.store {
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("count rows")
+    }
+
     /// Runs a statement directly against the store (tests that tamper with rows).
     pub async fn execute(&self, sql: &str) {
         match &self.store {

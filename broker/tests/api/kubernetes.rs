@@ -260,3 +260,44 @@ on_both_stores!(
         app.cleanup().await;
     }
 );
+
+on_both_stores!(
+    auth_role_changes_commit_with_their_events,
+    |app: TestApp| async move {
+        let role = |cluster: &str| {
+            json!({"cluster": cluster, "issuer": ISSUER, "audience": AUDIENCE, "jwks": keys().jwks,
+                "serviceAccounts": ["a"], "namespaces": ["b"], "principal": "service:prod:x"})
+        };
+        let path = "/v1/auth/kubernetes/roles/audited";
+        let (status, body) = app.request(Method::PUT, path, Some(role("one"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        app.break_audit().await;
+        let (status, body) = app.request(Method::PUT, path, Some(role("two"))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let (status, body) = app.request(Method::DELETE, path, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        app.mend_audit().await;
+
+        // Neither refused change happened: the role is still there, unchanged.
+        assert_eq!(app.rows("kubernetes_roles").await, 1);
+        assert_eq!(
+            app.rows(r#"kubernetes_roles WHERE document LIKE '%"cluster":"one"%'"#)
+                .await,
+            1
+        );
+        let (status, body) = app.request(Method::DELETE, path, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        let (_, page) = app
+            .get("/v1/audit/events?limit=100&eventType=AUTH_ROLE_CHANGE")
+            .await;
+        let operations: Vec<&str> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["detail"]["operation"].as_str().expect("operation"))
+            .collect();
+        assert_eq!(operations, ["put", "delete"], "one event per change made");
+        app.cleanup().await;
+    }
+);

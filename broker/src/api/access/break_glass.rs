@@ -122,12 +122,9 @@ pub async fn end_break_glass(
     {
         require_admin(&state, &caller).await?;
     }
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::BreakGlassEnd).detail("grantId", id.to_string()),
-        )
-        .await?;
-    state.break_glass.end(&caller, *id).await?;
+    let audit = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::BreakGlassEnd).detail("grantId", id.to_string()),
+    );
+    state.break_glass.end(&caller, *id, &audit).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -54,19 +54,16 @@ pub async fn put_kubernetes_role(
     }
     let text = serde_json::to_string(&role)
         .map_err(|_| ApiError::Internal("role encoding failed".into()))?;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::AuthRoleChange)
-                .detail("role", name.as_str())
-                .detail("operation", "put")
-                .detail("principal", role.principal.as_str())
-                .detail("cluster", role.cluster.as_str()),
-        )
-        .await?;
+    let audit = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::AuthRoleChange)
+            .detail("role", name.as_str())
+            .detail("operation", "put")
+            .detail("principal", role.principal.as_str())
+            .detail("cluster", role.cluster.as_str()),
+    );
     if !state
         .store
-        .put_kubernetes_role(caller.tenant.as_str(), &name, &text, Utc::now())
+        .put_kubernetes_role(caller.tenant.as_str(), &name, &text, Utc::now(), &audit)
         .await?
     {
         return Err(ApiError::Secret(crate::secrets::SecretError::Conflict(
@@ -91,17 +88,14 @@ pub async fn delete_kubernetes_role(
 ) -> Result<HttpResponse, ApiError> {
     let name = role_name(&name)?;
     require_admin(&state, &caller).await?;
-    state
-        .audit
-        .record(
-            AuditEvent::allow(&caller, EventType::AuthRoleChange)
-                .detail("role", name)
-                .detail("operation", "delete"),
-        )
-        .await?;
+    let audit = state.audit.in_transaction(
+        AuditEvent::allow(&caller, EventType::AuthRoleChange)
+            .detail("role", name)
+            .detail("operation", "delete"),
+    );
     if state
         .store
-        .delete_kubernetes_role(caller.tenant.as_str(), name)
+        .delete_kubernetes_role(caller.tenant.as_str(), name, &audit)
         .await?
     {
         Ok(HttpResponse::NoContent().finish())
