@@ -1,12 +1,13 @@
 //! Fail-points: named places where a test can make the process die, to prove that a crash there
-//! loses nothing. Compiled only into debug builds; release binaries ignore the variable.
+//! loses nothing. Honoured only in test builds (the `fail-points` feature, which the end-to-end
+//! test crate turns on for `cargo test`); any other binary ignores the variable.
 //!
 //! `LEASEHOLD_FAILPOINT=<name>` aborts the process (no unwinding, no cleanup, like `SIGKILL`)
 //! when execution reaches `hit("<name>")`.
 
-/// Whether the fail-point `name` is enabled (never in release builds).
+/// Whether the fail-point `name` is enabled (never without the `fail-points` feature).
 pub fn enabled(name: &str) -> bool {
-    cfg!(debug_assertions) && std::env::var("LEASEHOLD_FAILPOINT").is_ok_and(|v| v == name)
+    cfg!(feature = "fail-points") && std::env::var("LEASEHOLD_FAILPOINT").is_ok_and(|v| v == name)
 }
 
 /// Aborts the process when the fail-point `name` is enabled.
