@@ -130,13 +130,7 @@ pub async fn delete_backend(
     );
     state
         .backends
-        .delete(
-            caller.tenant.as_str(),
-            &name,
-            query.revoke_leases,
-            &state.leases,
-            &audit,
-        )
+        .delete(&caller, &name, query.revoke_leases, &state.leases, &audit)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,6 +14,7 @@ use super::{
     BackendConfig, ConnectionConfig, DynamicError, LeaseService, PluginRegistry, check_name,
 };
 use crate::audit::TransactionEvent;
+use crate::auth::Caller;
 use crate::store::{BackendWrite, Store};
 
 /// A backend as `GET` shows it: never the password.
@@ -214,24 +215,26 @@ impl BackendService {
         Ok(row.generation + 1)
     }
 
-    /// Deletes a backend and its roles, committing `audit`'s event with them. With live leases
-    /// it answers `Conflict` naming them, unless `revoke_leases` asks to revoke them first.
+    /// Deletes a backend of `caller`'s tenant and its roles, committing `audit`'s event with
+    /// them. With live leases it answers `Conflict` naming them, unless `revoke_leases` asks to
+    /// revoke them first (each audited as `caller`'s `LEASE_REVOKE`).
     ///
     /// # Errors
     /// `NotFound`, `Conflict`, `Backend` when a revocation fails, storage and audit errors.
     pub async fn delete(
         &self,
-        tenant: &str,
+        caller: &Caller,
         name: &str,
         revoke_leases: bool,
         leases: &LeaseService,
         audit: &TransactionEvent,
     ) -> Result<(), DynamicError> {
+        let tenant = caller.tenant.as_str();
         if self.store.find_backend(tenant, name).await?.is_none() {
             return Err(DynamicError::NotFound(format!("no backend `{name}`")));
         }
         if revoke_leases {
-            leases.revoke_all_on_backend(tenant, name).await?;
+            leases.revoke_all_on_backend(caller, name).await?;
         }
         let live = self
             .store

@@ -458,21 +458,37 @@ impl LeaseService {
         self.find(&lease.tenant, lease.id).await
     }
 
-    /// Revokes every live lease on a backend (before the backend is deleted).
+    /// Revokes every live lease on a backend (before the backend is deleted), 500 at a time,
+    /// each audited as `caller`'s `LEASE_REVOKE` before its user is dropped.
     ///
     /// # Errors
-    /// The first failure; leases revoked before it stay revoked.
+    /// `Audit` before a batch's users are dropped; otherwise the first failure. Leases revoked
+    /// before it stay revoked.
     pub async fn revoke_all_on_backend(
         &self,
-        tenant: &str,
+        caller: &Caller,
         backend: &str,
     ) -> Result<u64, DynamicError> {
         let mut revoked = 0;
         loop {
-            let batch = self.store.live_leases(tenant, backend, None, 500).await?;
+            let batch = self
+                .store
+                .live_leases(caller.tenant.as_str(), backend, None, 500)
+                .await?;
             if batch.is_empty() {
                 return Ok(revoked);
             }
+            // Recorded together, so the writer commits them as one group.
+            let events = batch.iter().map(|lease| {
+                self.audit.record(
+                    lease_event(caller, EventType::LeaseRevoke, lease)
+                        .detail("reason", "its backend is being deleted"),
+                )
+            });
+            join_all(events)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, _>>()?;
             let failures = self.revoke_rows(&batch).await;
             if let Some((_, error)) = failures.into_iter().next() {
                 return Err(error);

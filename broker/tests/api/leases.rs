@@ -234,6 +234,23 @@ on_both_stores!(
         assert!(!target.user_exists(username).await);
         let (_, gone) = app.get(&format!("/v1/leases/{id}")).await;
         assert_eq!(gone["state"], "REVOKED");
+        // The revocation is in the trail, before the deletion that asked for it.
+        let (_, page) = app.get("/v1/audit/events?limit=1000").await;
+        let trail: Vec<(&str, &str)> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                let lease = e["detail"]["leaseId"].as_str().unwrap_or_default();
+                (e["eventType"].as_str().expect("type"), lease)
+            })
+            .filter(|(t, _)| ["LEASE_REVOKE", "BACKEND_DELETE"].contains(t))
+            .collect();
+        assert_eq!(
+            trail,
+            [("LEASE_REVOKE", id), ("BACKEND_DELETE", "")],
+            "{page}"
+        );
         let (status, _) = app.get("/v1/roles/doomed-rw").await;
         assert_eq!(
             status,
