@@ -6,7 +6,7 @@
 //! when execution reaches `hit("<name>")`.
 
 /// Whether the fail-point `name` is enabled (never without the `fail-points` feature).
-pub fn enabled(name: &str) -> bool {
+fn enabled(name: &str) -> bool {
     cfg!(feature = "fail-points") && std::env::var("LEASEHOLD_FAILPOINT").is_ok_and(|v| v == name)
 }
 

@@ -22,7 +22,7 @@ use crate::domain::Ttl;
 use crate::failpoint;
 use crate::revocations::Fences;
 use crate::store::{
-    ACTIVE, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING, REVOKED, Store,
+    ACTIVE, Dropped, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING, REVOKED, Store,
 };
 
 /// What `GET /v1/leases/{id}` shows: never a password.
@@ -250,29 +250,30 @@ impl LeaseService {
                 return Err(DynamicError::backend(&role.backend, error));
             }
         };
-        // With the intent durable, the user's commit and the lease's activation (with its
-        // event) run at once: whichever a crash interrupts, a live lease row covers the user.
-        let activation = self.audit.record_with(
-            lease_event(caller, EventType::LeaseIssue, &lease),
-            JournalEffect::ActivateLease {
-                id: lease.id,
-                at: Utc::now(),
-            },
-        );
-        let (created, activated) = if failpoint::enabled("lease-after-create") {
-            // The interleaving a test can pin down: the user exists, the lease is still PENDING.
-            let created = prepared.commit().await;
-            failpoint::hit("lease-after-create");
-            (created, activation.await)
+        // With the intent durable, the user commits, and only then does the lease become
+        // ACTIVE with its event. In that order a revocation that takes the lease before the user
+        // exists (a mass revocation, an API revoke) finds it PENDING, so the activation below
+        // fails and this issue drops the user itself; an ACTIVE lease always has its user, so
+        // whoever revokes it drops a user that is there. A crash between the two leaves a
+        // PENDING intent that covers the user.
+        let created = prepared.commit().await;
+        failpoint::hit("lease-after-create");
+        let activated = if created.is_ok() {
+            self.audit
+                .record_with(
+                    lease_event(caller, EventType::LeaseIssue, &lease),
+                    JournalEffect::ActivateLease {
+                        id: lease.id,
+                        at: Utc::now(),
+                    },
+                )
+                .await
         } else {
-            tokio::join!(prepared.commit(), activation)
+            Ok(false)
         };
         if let Err(error) = created {
             // Part of the user may exist (MySQL commits statement by statement): revoke it now.
             self.revoke_rows(std::slice::from_ref(&lease)).await;
-            if matches!(activated, Ok(true)) {
-                self.audit_undone_issue(caller, &lease).await;
-            }
             return Err(DynamicError::backend(&role.backend, error));
         }
         match activated {
@@ -280,7 +281,7 @@ impl LeaseService {
             Ok(false) => {
                 self.revoke_rows(std::slice::from_ref(&lease)).await;
                 return Err(DynamicError::Conflict(
-                    "the lease intent was cleaned up before it could be activated; request a new lease"
+                    "the lease was revoked or its intent cleaned up before it could be activated; request a new lease"
                         .into(),
                 ));
             }
@@ -375,18 +376,6 @@ impl LeaseService {
         })
     }
 
-    /// An issue whose `LEASE_ISSUE` event committed while its user failed to appear: the
-    /// lease is revoked and the caller saw an error, so the trail says so (best effort).
-    async fn audit_undone_issue(&self, caller: &Caller, lease: &LeaseRow) {
-        let event = lease_event(caller, EventType::LeaseRevoke, lease).detail(
-            "reason",
-            "the backend failed to create the user; the issue was undone",
-        );
-        if self.audit.record(event).await.is_err() {
-            tracing::error!(lease = %lease.id, "an undone issue could not be audited");
-        }
-    }
-
     /// Every refusal is audited; the request is refused whether or not the event is recorded.
     async fn audit_refusal(
         &self,
@@ -417,14 +406,25 @@ impl LeaseService {
         self.audit
             .record(lease_event(caller, EventType::LeaseRevoke, &lease))
             .await?;
-        let failures = self.revoke_rows(std::slice::from_ref(&lease)).await;
-        if let Some((_, error)) = failures.into_iter().next() {
-            return Err(error);
+        let mut lease = lease;
+        loop {
+            let failures = self.revoke_rows(std::slice::from_ref(&lease)).await;
+            if let Some((_, error)) = failures.into_iter().next() {
+                return Err(error);
+            }
+            let now = self
+                .store
+                .find_lease(&lease.tenant, lease.id)
+                .await?
+                .ok_or_else(|| DynamicError::NotFound(format!("no lease {}", lease.id)))?;
+            // Read while PENDING, the lease may have been activated by its issue since the drop
+            // (see `Dropped`): its user exists now, so it is revoked once more.
+            if lease.state == PENDING && now.state == ACTIVE {
+                lease = now;
+                continue;
+            }
+            return Ok(now);
         }
-        self.store
-            .find_lease(&lease.tenant, lease.id)
-            .await?
-            .ok_or_else(|| DynamicError::NotFound(format!("no lease {}", lease.id)))
     }
 
     /// Marks a lease REVOKED without touching its target: the operator asserts the user is gone
@@ -453,7 +453,13 @@ impl LeaseService {
             )
             .await?;
         self.store
-            .mark_leases_revoked(&[lease.id], Utc::now())
+            .mark_leases_revoked(
+                &[Dropped {
+                    id: lease.id,
+                    was_pending: false,
+                }],
+                Utc::now(),
+            )
             .await?;
         self.find(&lease.tenant, lease.id).await
     }
@@ -583,7 +589,7 @@ impl LeaseService {
         let mut failures = Vec::new();
         for (lease, result) in rows.iter().zip(results) {
             match result {
-                Ok(()) => revoked.push(lease.id),
+                Ok(()) => revoked.push(Dropped::of(lease.id, &lease.state)),
                 Err(error) => {
                     if let Err(store_error) = self
                         .store
@@ -603,7 +609,7 @@ impl LeaseService {
             Err(error) => {
                 // The users are gone; the scheduler drops them again (a no-op) and marks them.
                 tracing::error!(%error, "users revoked but their leases could not be marked");
-                failures.extend(revoked.iter().map(|id| (*id, DynamicError::Unrecorded)));
+                failures.extend(revoked.iter().map(|d| (d.id, DynamicError::Unrecorded)));
             }
         }
         failures

@@ -164,7 +164,7 @@ impl JobRunner {
             .iter()
             .zip(results.iter())
             .map(|(lease, result)| match result {
-                Ok(()) => LeaseOutcome::Revoked(lease.id),
+                Ok(()) => LeaseOutcome::Revoked(lease.dropped()),
                 // An operator's job gives every lease a fresh retry budget, IRREVOCABLE ones too.
                 Err(error) => match self.retry.after_failure(1, None, now, error.clone()) {
                     Outcome::Retry {

@@ -48,13 +48,39 @@ pub struct LeaseAccount {
     pub backend: String,
     pub role: String,
     pub username: String,
+    pub state: String,
 }
 
-pub(super) const ACCOUNT_COLUMNS: &str = "id, tenant, backend, role, username";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, tenant, backend, role, username, state";
 
 impl LeaseAccount {
     pub fn user(&self) -> LeaseUser<'_> {
         LeaseUser::of(&self.tenant, &self.backend, &self.role, &self.username)
+    }
+
+    /// This lease's user dropped, as read before the drop.
+    pub fn dropped(&self) -> Dropped {
+        Dropped::of(self.id, &self.state)
+    }
+}
+
+/// A lease whose user a revocation dropped, and whether the lease was PENDING when the
+/// revocation read it. Such a lease is marked REVOKED only if it is still PENDING: its issue may
+/// have created the user after the drop and activated the lease since, and that lease stays live
+/// (its user exists) for the next revocation to take. An ACTIVE lease always has its user, since
+/// an issue activates the lease only after the user's commit.
+#[derive(Debug, Clone, Copy)]
+pub struct Dropped {
+    pub id: Uuid,
+    pub was_pending: bool,
+}
+
+impl Dropped {
+    pub fn of(id: Uuid, state: &str) -> Self {
+        Self {
+            id,
+            was_pending: state == PENDING,
+        }
     }
 }
 
@@ -174,24 +200,31 @@ impl Store {
         }))
     }
 
-    /// Marks leases REVOKED (their users are gone); returns how many changed state.
+    /// Marks leases REVOKED (their users are gone; see [`Dropped`] for one read while PENDING);
+    /// returns how many changed state.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn mark_leases_revoked(&self, ids: &[Uuid], now: DateTime<Utc>) -> StoreResult<u64> {
+    pub async fn mark_leases_revoked(
+        &self,
+        dropped: &[Dropped],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         let mut changed = 0;
-        for chunk in ids.chunks(500) {
-            let sql = mark_revoked_sql(chunk.len());
-            changed += on_pool!(self, pool => {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(REVOKED)
-                    .bind(now)
-                    .bind(None::<Uuid>);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.execute(pool).await?.rows_affected()
-            });
+        for (was_pending, ids) in split_by_state_read(dropped) {
+            for chunk in ids.chunks(500) {
+                let sql = mark_revoked_sql(chunk.len(), was_pending);
+                changed += on_pool!(self, pool => {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(REVOKED)
+                        .bind(now)
+                        .bind(None::<Uuid>);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query.execute(pool).await?.rows_affected()
+                });
+            }
         }
         Ok(changed)
     }
@@ -359,16 +392,38 @@ impl Store {
 }
 
 /// Marks leases revoked: `$1` REVOKED, `$2` now, `$3` the job that revoked them (or NULL to
-/// keep the one they carry), then the ids.
-pub(super) fn mark_revoked_sql(count: usize) -> String {
+/// keep the one they carry), then the ids; with `were_pending`, only those still PENDING.
+pub(super) fn mark_revoked_sql(count: usize, were_pending: bool) -> String {
     let placeholders: Vec<String> = (0..count).map(|i| format!("${}", i + 4)).collect();
+    let state = if were_pending {
+        "state = 'PENDING'"
+    } else {
+        "state <> $1"
+    };
     format!(
         "UPDATE leases SET state = $1, revoked_at = $2, updated_at = $2, last_error = NULL, \
          due_at = NULL, claimed_by = NULL, claim_expires_at = NULL, \
          revocation_job = COALESCE($3, revocation_job) \
-         WHERE state <> $1 AND id IN ({})",
+         WHERE {state} AND id IN ({})",
         placeholders.join(", ")
     )
+}
+
+/// The ids of `dropped` in two groups: read while live past PENDING (`false`), and read while
+/// PENDING (`true`); empty groups are left out.
+pub(super) fn split_by_state_read(dropped: &[Dropped]) -> Vec<(bool, Vec<Uuid>)> {
+    [false, true]
+        .into_iter()
+        .map(|pending| {
+            let ids: Vec<Uuid> = dropped
+                .iter()
+                .filter(|d| d.was_pending == pending)
+                .map(|d| d.id)
+                .collect();
+            (pending, ids)
+        })
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect()
 }
 
 /// A failed revocation waits for its retry. A lease an operator's job took out of IRREVOCABLE
@@ -386,26 +441,30 @@ pub(super) const GIVE_UP: &str = "UPDATE leases SET state = 'IRREVOCABLE', attem
 /// (an `Option<Uuid>`) on each lease when given; the claims are released.
 macro_rules! write_outcomes {
     ($tx:expr, $outcomes:expr, $now:expr, $job:expr) => {{
-        use $crate::store::leases::{GIVE_UP, LeaseOutcome, RETRY, mark_revoked_sql};
+        use $crate::store::leases::{
+            GIVE_UP, LeaseOutcome, RETRY, mark_revoked_sql, split_by_state_read,
+        };
         let job: Option<uuid::Uuid> = $job;
-        let revoked: Vec<uuid::Uuid> = $outcomes
+        let revoked: Vec<$crate::store::Dropped> = $outcomes
             .iter()
             .filter_map(|o| match o {
-                LeaseOutcome::Revoked(id) => Some(*id),
+                LeaseOutcome::Revoked(dropped) => Some(*dropped),
                 _ => None,
             })
             .collect();
         // The common case, revoked leases, in one statement per 500.
-        for chunk in revoked.chunks(500) {
-            let sql = mark_revoked_sql(chunk.len());
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind($crate::store::REVOKED)
-                .bind($now)
-                .bind(job);
-            for id in chunk {
-                query = query.bind(*id);
+        for (were_pending, ids) in split_by_state_read(&revoked) {
+            for chunk in ids.chunks(500) {
+                let sql = mark_revoked_sql(chunk.len(), were_pending);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind($crate::store::REVOKED)
+                    .bind($now)
+                    .bind(job);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute($tx).await?;
             }
-            query.execute($tx).await?;
         }
         for outcome in $outcomes {
             match outcome {
@@ -444,7 +503,7 @@ pub(super) use write_outcomes;
 /// What happened to one claimed lease.
 #[derive(Debug)]
 pub enum LeaseOutcome<'a> {
-    Revoked(Uuid),
+    Revoked(Dropped),
     Retry {
         id: Uuid,
         at: DateTime<Utc>,
