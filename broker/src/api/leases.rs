@@ -176,8 +176,10 @@ pub struct ForceRevokeRequest {
     reason: String,
 }
 
-/// Mark a lease REVOKED without dropping its user — for an IRREVOCABLE lease whose user an
-/// operator removed by hand, or whose target is gone for good. Needs `leases:revoke`; audited.
+/// Mark a lease REVOKED without dropping its user — for a lease whose revocation failed
+/// (IRREVOCABLE, or still being retried) and whose user an operator removed by hand, or whose
+/// target is gone for good; any other lease answers 409 (revoke it instead). Needs
+/// `leases:revoke`; audited.
 #[utoipa::path(
     tag = "leases",
     params(("id" = Uuid, Path)),

@@ -22,7 +22,8 @@ use crate::domain::Ttl;
 use crate::failpoint;
 use crate::revocations::Fences;
 use crate::store::{
-    ACTIVE, Dropped, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING, REVOKED, Store,
+    ACTIVE, Dropped, IRREVOCABLE, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING,
+    REVOKED, Store,
 };
 
 /// What `GET /v1/leases/{id}` shows: never a password.
@@ -428,10 +429,13 @@ impl LeaseService {
     }
 
     /// Marks a lease REVOKED without touching its target: the operator asserts the user is gone
-    /// (or accepts that it is not). For IRREVOCABLE leases the scheduler gave up on.
+    /// (or accepts that it is not). Only for a lease whose revocation has failed: IRREVOCABLE,
+    /// or live with failed attempts that the scheduler is still retrying. A lease nothing has
+    /// failed to revoke is revoked properly instead, so that no user outlives its lease unseen.
     ///
     /// # Errors
-    /// `Conflict` for a lease that is already REVOKED; `Audit` before anything changes.
+    /// `Conflict` for a lease that is already REVOKED, or whose revocation never failed;
+    /// `Audit` before anything changes.
     pub async fn force_revoke(
         &self,
         caller: &Caller,
@@ -442,6 +446,12 @@ impl LeaseService {
             return Err(DynamicError::Conflict(format!(
                 "lease {} is already revoked",
                 lease.id
+            )));
+        }
+        if lease.state != IRREVOCABLE && lease.attempts == 0 {
+            return Err(DynamicError::Conflict(format!(
+                "lease {} is {} and no revocation of it has failed: revoke it (POST /v1/leases/{}/revoke), which drops its user; force-revoke is for a lease whose target cannot",
+                lease.id, lease.state, lease.id
             )));
         }
         self.audit

@@ -141,6 +141,16 @@ async fn past_its_budget_a_lease_is_irrevocable_until_an_operator_acts() {
     let target = setup(&app, Kind::Mariadb).await;
     let (retried, retried_user) = issue(&app, "1s").await;
     let (forced, forced_user) = issue(&app, "1s").await;
+    // A lease nothing has failed to revoke is revoked, not marked gone by force.
+    let (live, live_user) = issue(&app, "1h").await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/leases/{live}/force-revoke"),
+            json!({"reason": "just because"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(target.user_exists(&live_user).await);
     target.take_down().await;
     for id in [&retried, &forced] {
         let lease = wait_for(&app, id, Duration::from_secs(15), |l| {
