@@ -71,6 +71,8 @@ impl Clock {
 }
 
 const MIN_SLEEP: Duration = Duration::from_millis(100);
+/// How often a worker working through a backlog publishes the scheduler's lag.
+const LAG_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Scheduler<S, R> {
     store: Arc<S>,
@@ -106,10 +108,17 @@ where
     }
 
     async fn work(&self) {
+        let mut lag_published = tokio::time::Instant::now();
         loop {
             match self.round().await {
-                // A full batch: more may be due right now.
-                Ok(claimed) if claimed >= self.config.batch as usize => continue,
+                // A full batch: more may be due right now. The lag, which on-call watches, is
+                // published from a backlog too, once a second.
+                Ok(claimed) if claimed >= self.config.batch as usize => {
+                    if lag_published.elapsed() >= LAG_EVERY {
+                        self.next_due_publishing_lag().await;
+                        lag_published = tokio::time::Instant::now();
+                    }
+                }
                 Ok(_) => self.sleep_until_due().await,
                 Err(error) => {
                     tracing::warn!(%error, "lease scheduler round failed; retrying");
@@ -199,20 +208,30 @@ where
         Ok(count)
     }
 
-    async fn sleep_until_due(&self) {
-        let wait = match self.store.next_due().await {
-            Ok(Some(due)) => {
-                let now = self.config.clock.now();
-                let lag = (now - due).num_milliseconds().max(0) as f64 / 1000.0;
-                metrics::gauge!("leasehold_scheduler_lag_seconds").set(lag);
-                (due - now).to_std().unwrap_or_default()
-            }
-            Ok(None) => self.config.max_sleep,
+    /// How long until the next lease is due (`None`: none is, or the store did not answer), and
+    /// publishes the scheduler's lag: how long the oldest due lease has been waiting (0 when
+    /// nothing is overdue).
+    async fn next_due_publishing_lag(&self) -> Option<Duration> {
+        let next = match self.store.next_due().await {
+            Ok(next) => next,
             Err(error) => {
                 tracing::warn!(%error, "could not read the next due lease");
-                self.config.max_sleep
+                return None;
             }
         };
+        let now = self.config.clock.now();
+        let lag = next.map_or(0.0, |due| {
+            (now - due).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("leasehold_scheduler_lag_seconds").set(lag);
+        next.map(|due| (due - now).to_std().unwrap_or_default())
+    }
+
+    async fn sleep_until_due(&self) {
+        let wait = self
+            .next_due_publishing_lag()
+            .await
+            .unwrap_or(self.config.max_sleep);
         // A floor, so that due leases held under another replica's claim are not polled in a
         // tight loop.
         self.pause(wait.clamp(MIN_SLEEP, self.config.max_sleep))
