@@ -15,7 +15,7 @@ use super::{
 use crate::audit::EventType;
 use crate::domain::{AliasName, Environment, OwnerTeam, RotationStrategy, SecretPath, Tenant};
 use crate::dynamic::check_name;
-use crate::secrets::CreateSecret;
+use crate::secrets::{CreateSecret, SecretError};
 use crate::store::{SecretRow, StaticRoleRow};
 
 const MAX_USERNAME: usize = 63;
@@ -146,28 +146,51 @@ impl StaticRoleService {
             None => {
                 let path = SecretPath::parse(&Self::path(name))
                     .map_err(|e| RotationError::invalid("name", format!("name: {}", e.reason)))?;
-                let event = self.rotation.audit.in_transaction(
-                    actor
-                        .event_at(EventType::SecretCreate, environment.as_str(), path.as_str())
-                        .detail("ownerTeam", owner_team.as_str()),
-                );
-                let secret = self
+                match self
                     .rotation
                     .secrets
-                    .create(
-                        tenant,
-                        &actor.principal,
-                        CreateSecret {
-                            environment: environment.clone(),
-                            path,
-                            owner_team,
-                            description: format!("credentials of static role {name}"),
-                            rotation_strategy: RotationStrategy::ManualOverlap,
-                        },
-                        &event,
-                    )
-                    .await?;
-                (secret, true)
+                    .find_by_path(tenant, &environment, &path)
+                    .await
+                {
+                    // Left by an earlier attempt whose role row did not commit (the audit trail
+                    // was unavailable, say): an empty secret is taken over, or the name would
+                    // stay blocked for good.
+                    Ok(secret) if secret.latest_version == 0 => (secret, true),
+                    Ok(_) => {
+                        return Err(RotationError::Conflict(format!(
+                            "the secret {environment}/{path} already holds values; choose another name for the static role"
+                        )));
+                    }
+                    Err(SecretError::SecretNotFound(_)) => {
+                        let event = self.rotation.audit.in_transaction(
+                            actor
+                                .event_at(
+                                    EventType::SecretCreate,
+                                    environment.as_str(),
+                                    path.as_str(),
+                                )
+                                .detail("ownerTeam", owner_team.as_str()),
+                        );
+                        let secret = self
+                            .rotation
+                            .secrets
+                            .create(
+                                tenant,
+                                &actor.principal,
+                                CreateSecret {
+                                    environment: environment.clone(),
+                                    path,
+                                    owner_team,
+                                    description: format!("credentials of static role {name}"),
+                                    rotation_strategy: RotationStrategy::ManualOverlap,
+                                },
+                                &event,
+                            )
+                            .await?;
+                        (secret, true)
+                    }
+                    Err(error) => return Err(error.into()),
+                }
             }
         };
         let audit = self.rotation.audit.in_transaction(

@@ -554,6 +554,9 @@ async fn static_users_rotate_with_an_overlap(kind: Kind) {
         .request(Method::PUT, "/v1/backends/db", Some(users.backend_body()))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // An empty secret where the role's goes, as an earlier attempt whose role row did not
+    // commit leaves it: the role takes it over instead of being refused for good.
+    let left_over = app.create_secret("prod", "static-roles/app").await;
 
     // Two users, used alternately.
     let (status, role) = app
@@ -567,6 +570,7 @@ async fn static_users_rotate_with_an_overlap(kind: Kind) {
         .await;
     assert_eq!(status, StatusCode::OK, "{role}");
     assert_eq!(role["secretPath"], "prod/static-roles/app");
+    assert_eq!(role["secretId"], left_over.as_str(), "{role}");
     let (user1, password1, version1) = credentials(&app, "app").await;
     assert_eq!((user1.as_str(), version1), (format!("{p}_a").as_str(), 1));
     assert!(
