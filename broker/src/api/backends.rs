@@ -178,6 +178,9 @@ pub async fn rotate_root(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &caller, &name).await?;
+    // An unknown backend is a 404 with nothing recorded; a known one is audited before its
+    // target is told (the change reaches outside the store).
+    state.backends.get(caller.tenant.as_str(), &name).await?;
     state
         .audit
         .record(event(&caller, EventType::BackendRotateRoot, &name))

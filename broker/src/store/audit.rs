@@ -540,7 +540,8 @@ impl SummaryKind {
                  FROM audit_events a JOIN secrets s ON s.tenant = a.tenant \
                  AND s.environment = a.environment AND s.path = a.path \
                  WHERE a.tenant = $1 AND a.created_at >= $2 AND a.decision = 'ALLOW' \
-                 AND a.event_type = 'ALIAS_PROMOTE' AND a.detail LIKE '%\"alias\":\"current\"%' \
+                 AND ((a.event_type = 'ALIAS_PROMOTE' AND a.detail LIKE '%\"alias\":\"current\"%') \
+                 OR (a.event_type = 'ROTATION_STEP' AND a.detail LIKE '%\"step\":\"promoted\"%')) \
                  GROUP BY s.owner_team ORDER BY count DESC, subject LIMIT 1000"
             }
             // Also every secret past its own rotation deadline (`$3` is now).

@@ -576,6 +576,13 @@ async fn break_glass_grants_work_expire_and_alert() {
         );
         assert!(!page.to_string().contains("glass-value"));
     }
+    let (status, summary) = app.get("/v1/audit/summary/break-glass-reads").await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(
+        (&summary["rows"][0]["subject"], &summary["rows"][0]["count"]),
+        (&json!("user:alice prod/payments/stripe-api-key"), &json!(1)),
+        "{summary}"
+    );
     let (status, _) = app
         .request_as(
             &without_mfa,

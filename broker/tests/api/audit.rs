@@ -148,10 +148,31 @@ on_both_stores!(
             rows[0]["subject"],
             "service:prod:outsider prod/payments/audited"
         );
+        // A rotation run promotes `current` too, and counts for its secret's team.
+        let (status, billing) = app
+            .post(
+                "/v1/secrets",
+                json!({"environment": "prod", "path": "billing/rotated", "ownerTeam": "billing"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{billing}");
+        let billing = billing["id"].as_str().expect("id");
+        app.put_version(billing, "first", "CURRENT").await;
+        let (status, run) = app
+            .post(
+                &format!("/v1/secrets/{billing}/rotate"),
+                json!({"value": "second"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
         let rows = summary("rotations-by-team", "").await;
+        let teams: Vec<(Value, Value)> = rows
+            .iter()
+            .map(|r| (r["subject"].clone(), r["count"].clone()))
+            .collect();
         assert_eq!(
-            (rows[0]["subject"].clone(), rows[0]["count"].clone()),
-            (json!("payments"), json!(1))
+            teams,
+            [(json!("billing"), json!(1)), (json!("payments"), json!(1))]
         );
         assert_eq!(summary("break-glass-reads", "").await.len(), 0);
         assert_eq!(
@@ -159,8 +180,31 @@ on_both_stores!(
             0,
             "nothing is older than 30 days"
         );
+        // A secret past its own rotation deadline is stale whatever the window.
+        let late = app.create_secret("prod", "payments/late").await;
+        app.put_version(&late, "fresh", "CURRENT").await;
+        let (status, body) = app
+            .request(
+                Method::PUT,
+                &format!("/v1/secrets/{late}/rotation"),
+                Some(json!({"deadline": "1s"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rows = summary("stale-secrets", "").await;
+        let subjects: Vec<&Value> = rows.iter().map(|r| &r["subject"]).collect();
+        assert_eq!(subjects, [&json!("prod/payments/late")]);
         let rows = summary("stale-secrets", "?since=2999-01-01T00:00:00Z").await;
-        assert_eq!(rows[0]["subject"], "prod/payments/audited");
+        let subjects: Vec<&Value> = rows.iter().map(|r| &r["subject"]).collect();
+        assert_eq!(
+            subjects,
+            [
+                &json!("prod/billing/rotated"),
+                &json!("prod/payments/audited"),
+                &json!("prod/payments/late")
+            ]
+        );
         let (status, _) = app.get("/v1/audit/summary/everything").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
 
@@ -511,6 +555,36 @@ async fn the_json_lines_sink_streams_reopens_and_fails_closed() {
     app.cleanup().await;
 }
 
+/// A required sink on a disk that is full (`/dev/full` answers every write with ENOSPC): reads
+/// and writes fail closed with 503, nothing changes, health says why, the server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_on_a_full_disk_fails_closed() {
+    let app = app_with_sink(std::path::Path::new("/dev/full"), true, None).await;
+    let before = app.snapshot().await;
+    let events_before = app.rows("audit_events").await;
+    let (status, body) = app
+        .post(
+            "/v1/secrets",
+            json!({"environment": "prod", "path": "payments/full", "ownerTeam": "payments"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit_unavailable");
+    assert_eq!(app.snapshot().await, before, "nothing changed");
+    assert_eq!(
+        app.rows("audit_events").await,
+        events_before,
+        "no event without its copy"
+    );
+    let (status, health) = app.get("/v1/sys/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["audit"]["ok"], false);
+    assert_eq!(health["storage"]["ok"], true);
+    let (status, _) = app.get("/v1/auth/self").await;
+    assert_eq!(status, StatusCode::OK, "the server keeps answering");
+    app.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_hangs_turns_requests_into_503_in_time_and_recovers() {
     // A FIFO nobody reads: opening it for writing blocks, as a stuck mount or socket would.
@@ -785,11 +859,21 @@ on_both_stores!(
                 format!("/v1/break-glass/{missing}/end"),
                 Some(json!({})),
             ),
+            (
+                Method::POST,
+                "/v1/backends/never-made/rotate-root".to_owned(),
+                Some(json!({})),
+            ),
         ] {
             let (status, body) = app.request(method, &path, body).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         }
-        for event_type in ["BACKEND_DELETE", "AUTH_ROLE_CHANGE", "BREAK_GLASS_END"] {
+        for event_type in [
+            "BACKEND_DELETE",
+            "AUTH_ROLE_CHANGE",
+            "BREAK_GLASS_END",
+            "BACKEND_ROTATE_ROOT",
+        ] {
             assert_eq!(count(&app, event_type).await, 0, "{event_type}");
         }
 
