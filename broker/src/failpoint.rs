@@ -1,6 +1,7 @@
 //! Fail-points: named places where a test can make the process die, to prove that a crash there
 //! loses nothing. Honoured only in test builds (the `fail-points` feature, which the end-to-end
-//! test crate turns on for `cargo test`); any other binary ignores the variable.
+//! test crate's dev-dependency turns on for `cargo test --workspace`); a binary built without
+//! the test crates (`cargo build --bin leasehold`, `cargo run`, a release build) ignores it.
 //!
 //! `LEASEHOLD_FAILPOINT=<name>` aborts the process (no unwinding, no cleanup, like `SIGKILL`)
 //! when execution reaches `hit("<name>")`.

@@ -9,14 +9,15 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The `leasehold` binary next to this test's executable (`cargo test` builds it).
+/// The `leasehold` binary next to this test's executable: `cargo test --workspace` builds it,
+/// with the `fail-points` feature this crate's dev-dependency turns on.
 fn leasehold_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("leasehold");
     assert!(
         bin.exists(),
-        "{} missing: run `cargo build --bin leasehold` first",
+        "{} missing: run the tests with `cargo test --workspace` (or tests/run), which builds it",
         bin.display()
     );
     bin

@@ -13,9 +13,7 @@ use leasehold_scheduler::{Claimed, ClaimedBatch, LeaseStore, Outcome, Revoker};
 use super::LeaseService;
 use crate::alerts::AlertSink;
 use crate::audit::{AuditEvent, AuditLog, EventType};
-use crate::store::{
-    Dropped, LeaseClaim, LeaseOutcome, LeaseRow, LeaseUser, PENDING, Store, StoreError,
-};
+use crate::store::{LeaseClaim, LeaseOutcome, LeaseRow, LeaseUser, PENDING, Store, StoreError};
 
 /// The store and audit trail as the scheduler sees them.
 pub struct ScheduledLeases {
@@ -131,9 +129,7 @@ impl LeaseStore for ScheduledLeases {
         let rows: Vec<LeaseOutcome<'_>> = outcomes
             .iter()
             .map(|(claimed, outcome)| match outcome {
-                Outcome::Revoked => {
-                    LeaseOutcome::Revoked(Dropped::of(claimed.id, &claimed.lease.state))
-                }
+                Outcome::Revoked => LeaseOutcome::Revoked(claimed.id),
                 Outcome::Retry {
                     at,
                     failing_since,

@@ -22,8 +22,7 @@ use crate::domain::Ttl;
 use crate::failpoint;
 use crate::revocations::Fences;
 use crate::store::{
-    ACTIVE, Dropped, IRREVOCABLE, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING,
-    REVOKED, Store,
+    ACTIVE, IRREVOCABLE, JournalEffect, LeaseFilter, LeaseRow, LeaseUser, PENDING, REVOKED, Store,
 };
 
 /// What `GET /v1/leases/{id}` shows: never a password.
@@ -106,6 +105,8 @@ pub struct LeaseService {
 
 /// Leases expiring sooner than this wake the scheduler (it otherwise looks every few seconds).
 const WAKE_BELOW: Duration = Duration::from_secs(10);
+/// How long deleting a backend waits for its last leases to be revoked.
+const BACKEND_DRAIN: Duration = Duration::from_secs(30);
 
 fn lease_event(caller: &Caller, event_type: EventType, lease: &LeaseRow) -> AuditEvent {
     AuditEvent::allow(caller, event_type)
@@ -287,7 +288,11 @@ impl LeaseService {
                 ));
             }
             Err(error) => {
+                // Unknown outcome: the activation may still commit after its wait timed out.
+                // The user is dropped and the lease marked REVOKED whatever it became, and the
+                // trail says so in case its `LEASE_ISSUE` made it in.
                 self.revoke_rows(std::slice::from_ref(&lease)).await;
+                self.audit_undone_issue(caller, &lease).await;
                 return Err(error.into());
             }
         }
@@ -377,6 +382,18 @@ impl LeaseService {
         })
     }
 
+    /// An issue undone after its activation's outcome became unknown: the lease is revoked and
+    /// the caller saw an error, so the trail says so (best effort).
+    async fn audit_undone_issue(&self, caller: &Caller, lease: &LeaseRow) {
+        let event = lease_event(caller, EventType::LeaseRevoke, lease).detail(
+            "reason",
+            "the issue failed after its user was created; the issue was undone",
+        );
+        if self.audit.record(event).await.is_err() {
+            tracing::error!(lease = %lease.id, "an undone issue could not be audited");
+        }
+    }
+
     /// Every refusal is audited; the request is refused whether or not the event is recorded.
     async fn audit_refusal(
         &self,
@@ -395,7 +412,8 @@ impl LeaseService {
     }
 
     /// Revokes one lease now (an IRREVOCABLE one is tried again); revoking a REVOKED lease is a
-    /// no-op.
+    /// no-op. An intent (PENDING: its issue may still be creating the user) is handed to the
+    /// scheduler instead (`Store::expedite_intents`), and answered as it stands.
     ///
     /// # Errors
     /// `Audit` before anything happens; `Backend` when the target refuses or is down (the lease
@@ -408,24 +426,32 @@ impl LeaseService {
             .record(lease_event(caller, EventType::LeaseRevoke, &lease))
             .await?;
         let mut lease = lease;
-        loop {
-            let failures = self.revoke_rows(std::slice::from_ref(&lease)).await;
-            if let Some((_, error)) = failures.into_iter().next() {
-                return Err(error);
-            }
-            let now = self
+        if lease.state == PENDING {
+            if self
                 .store
-                .find_lease(&lease.tenant, lease.id)
+                .expedite_intents(&[lease.id], None, Utc::now())
                 .await?
-                .ok_or_else(|| DynamicError::NotFound(format!("no lease {}", lease.id)))?;
-            // Read while PENDING, the lease may have been activated by its issue since the drop
-            // (see `Dropped`): its user exists now, so it is revoked once more.
-            if lease.state == PENDING && now.state == ACTIVE {
-                lease = now;
-                continue;
+                > 0
+            {
+                self.wake_scheduler();
+                return self.find(&lease.tenant, lease.id).await;
             }
-            return Ok(now);
+            // Activated meanwhile (so its user exists) or revoked.
+            lease = self.find(&lease.tenant, lease.id).await?;
+            if lease.state == REVOKED {
+                return Ok(lease);
+            }
         }
+        let failures = self.revoke_rows(std::slice::from_ref(&lease)).await;
+        if let Some((_, error)) = failures.into_iter().next() {
+            return Err(error);
+        }
+        self.find(&lease.tenant, lease.id).await
+    }
+
+    /// Wakes this replica's lease scheduler: leases have just come due.
+    pub fn wake_scheduler(&self) {
+        self.scheduler.notify_one();
     }
 
     /// Marks a lease REVOKED without touching its target: the operator asserts the user is gone
@@ -448,7 +474,7 @@ impl LeaseService {
                 lease.id
             )));
         }
-        if lease.state != IRREVOCABLE && lease.attempts == 0 {
+        if lease.state != IRREVOCABLE && lease.attempts == 0 && lease.last_error.is_none() {
             return Err(DynamicError::Conflict(format!(
                 "lease {} is {} and no revocation of it has failed: revoke it (POST /v1/leases/{}/revoke), which drops its user; force-revoke is for a lease whose target cannot",
                 lease.id, lease.state, lease.id
@@ -463,28 +489,26 @@ impl LeaseService {
             )
             .await?;
         self.store
-            .mark_leases_revoked(
-                &[Dropped {
-                    id: lease.id,
-                    was_pending: false,
-                }],
-                Utc::now(),
-            )
+            .mark_leases_revoked(&[lease.id], Utc::now())
             .await?;
         self.find(&lease.tenant, lease.id).await
     }
 
     /// Revokes every live lease on a backend (before the backend is deleted), 500 at a time,
-    /// each audited as `caller`'s `LEASE_REVOKE` before its user is dropped.
+    /// each audited once as `caller`'s `LEASE_REVOKE` before its user is dropped. Intents are
+    /// handed to the scheduler (see [`LeaseService::revoke`]) and waited for.
     ///
     /// # Errors
-    /// `Audit` before a batch's users are dropped; otherwise the first failure. Leases revoked
-    /// before it stay revoked.
+    /// `Audit` before a batch's users are dropped; `Conflict` when leases are still live after
+    /// [`BACKEND_DRAIN`] (issues keep coming, or intents wait for a target that is down);
+    /// otherwise the first failure. Leases revoked before it stay revoked.
     pub async fn revoke_all_on_backend(
         &self,
         caller: &Caller,
         backend: &str,
     ) -> Result<u64, DynamicError> {
+        let deadline = tokio::time::Instant::now() + BACKEND_DRAIN;
+        let mut audited = std::collections::HashSet::new();
         let mut revoked = 0;
         loop {
             let batch = self
@@ -494,22 +518,40 @@ impl LeaseService {
             if batch.is_empty() {
                 return Ok(revoked);
             }
+            if tokio::time::Instant::now() > deadline {
+                return Err(DynamicError::Conflict(format!(
+                    "backend `{backend}` still has live leases (being issued, or waiting for their target); retry the delete"
+                )));
+            }
             // Recorded together, so the writer commits them as one group.
-            let events = batch.iter().map(|lease| {
-                self.audit.record(
-                    lease_event(caller, EventType::LeaseRevoke, lease)
-                        .detail("reason", "its backend is being deleted"),
-                )
-            });
+            let events = batch
+                .iter()
+                .filter(|lease| audited.insert(lease.id))
+                .map(|lease| {
+                    self.audit.record(
+                        lease_event(caller, EventType::LeaseRevoke, lease)
+                            .detail("reason", "its backend is being deleted"),
+                    )
+                });
             join_all(events)
                 .await
                 .into_iter()
                 .collect::<Result<Vec<()>, _>>()?;
-            let failures = self.revoke_rows(&batch).await;
+            let (intents, live): (Vec<LeaseRow>, Vec<LeaseRow>) =
+                batch.into_iter().partition(|lease| lease.state == PENDING);
+            if !intents.is_empty() {
+                let ids: Vec<Uuid> = intents.iter().map(|lease| lease.id).collect();
+                self.store.expedite_intents(&ids, None, Utc::now()).await?;
+                self.wake_scheduler();
+            }
+            let failures = self.revoke_rows(&live).await;
             if let Some((_, error)) = failures.into_iter().next() {
                 return Err(error);
             }
-            revoked += batch.len() as u64;
+            revoked += live.len() as u64;
+            if live.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 
@@ -599,7 +641,7 @@ impl LeaseService {
         let mut failures = Vec::new();
         for (lease, result) in rows.iter().zip(results) {
             match result {
-                Ok(()) => revoked.push(Dropped::of(lease.id, &lease.state)),
+                Ok(()) => revoked.push(lease.id),
                 Err(error) => {
                     if let Err(store_error) = self
                         .store
@@ -619,7 +661,7 @@ impl LeaseService {
             Err(error) => {
                 // The users are gone; the scheduler drops them again (a no-op) and marks them.
                 tracing::error!(%error, "users revoked but their leases could not be marked");
-                failures.extend(revoked.iter().map(|d| (d.id, DynamicError::Unrecorded)));
+                failures.extend(revoked.iter().map(|id| (*id, DynamicError::Unrecorded)));
             }
         }
         failures

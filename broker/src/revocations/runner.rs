@@ -23,7 +23,7 @@ use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::dynamic::LeaseService;
 use crate::store::{
     JOB_COMPLETED, JOB_FAILED, JobBatch, LeaseAccount, LeaseOutcome, LeaseSelector, LeaseUser,
-    RevocationJobRow, Store, StoreError,
+    PENDING, RevocationJobRow, Store, StoreError,
 };
 
 /// Leases per batch: one store statement and a few plugin round trips each.
@@ -148,7 +148,14 @@ impl JobRunner {
     }
 
     async fn revoke_batch(self: Arc<Self>, job: Uuid, batch: JobBatch) -> Result<(), StoreError> {
-        let users: Vec<LeaseUser<'_>> = batch.leases.iter().map(LeaseAccount::user).collect();
+        // An intent's issue may still be under way: its user may appear after any drop made
+        // here. It is handed to the scheduler instead, which its issue can no longer race.
+        let (intents, live): (Vec<&LeaseAccount>, Vec<&LeaseAccount>) = batch
+            .leases
+            .iter()
+            .partition(|lease| lease.state == PENDING);
+        let intents: Vec<Uuid> = intents.iter().map(|lease| lease.id).collect();
+        let users: Vec<LeaseUser<'_>> = live.iter().map(|lease| lease.user()).collect();
         let dropping = std::time::Instant::now();
         let results: Vec<Result<(), String>> = self
             .leases
@@ -159,12 +166,11 @@ impl JobRunner {
             .collect();
         let drop_ms = dropping.elapsed().as_millis() as u64;
         let now = Utc::now();
-        let outcomes: Vec<LeaseOutcome<'_>> = batch
-            .leases
+        let outcomes: Vec<LeaseOutcome<'_>> = live
             .iter()
             .zip(results.iter())
             .map(|(lease, result)| match result {
-                Ok(()) => LeaseOutcome::Revoked(lease.dropped()),
+                Ok(()) => LeaseOutcome::Revoked(lease.id),
                 // An operator's job gives every lease a fresh retry budget, IRREVOCABLE ones too.
                 Err(error) => match self.retry.after_failure(1, None, now, error.clone()) {
                     Outcome::Retry {
@@ -192,7 +198,12 @@ impl JobRunner {
             .increment(failed as u64);
         let recording = std::time::Instant::now();
         let store = self.store.clone();
-        store.finish_job_batch(batch, job, &outcomes, now).await?;
+        store
+            .finish_job_batch(batch, job, &outcomes, &intents, now)
+            .await?;
+        if !intents.is_empty() {
+            self.leases.wake_scheduler();
+        }
         tracing::debug!(%job, drop_ms, record_ms = recording.elapsed().as_millis() as u64, "revocation batch recorded");
         Ok(())
     }

@@ -87,6 +87,11 @@ impl StaticRoleService {
         format!("static-roles/{name}")
     }
 
+    /// The description of a static role's secret, by which a left-over one is recognised.
+    fn description(name: &str) -> String {
+        format!("credentials of static role {name}")
+    }
+
     /// Creates a role (and sets a first password nobody knows on its first user) or updates
     /// its users and rotation policy.
     ///
@@ -153,12 +158,17 @@ impl StaticRoleService {
                     .await
                 {
                     // Left by an earlier attempt whose role row did not commit (the audit trail
-                    // was unavailable, say): an empty secret is taken over, or the name would
-                    // stay blocked for good.
-                    Ok(secret) if secret.latest_version == 0 => (secret, true),
+                    // was unavailable, say): taken over while it holds no version, or the name
+                    // would stay blocked for good. Only a secret this code created, though.
+                    Ok(secret)
+                        if secret.latest_version == 0
+                            && secret.description == Self::description(name) =>
+                    {
+                        (secret, true)
+                    }
                     Ok(_) => {
                         return Err(RotationError::Conflict(format!(
-                            "the secret {environment}/{path} already holds values; choose another name for the static role"
+                            "a secret {environment}/{path} exists already and is not an unused static-role secret; remove it or choose another name for the static role"
                         )));
                     }
                     Err(SecretError::SecretNotFound(_)) => {
@@ -181,7 +191,7 @@ impl StaticRoleService {
                                     environment: environment.clone(),
                                     path,
                                     owner_team,
-                                    description: format!("credentials of static role {name}"),
+                                    description: Self::description(name),
                                     rotation_strategy: RotationStrategy::ManualOverlap,
                                 },
                                 &event,

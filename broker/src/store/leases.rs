@@ -57,31 +57,6 @@ impl LeaseAccount {
     pub fn user(&self) -> LeaseUser<'_> {
         LeaseUser::of(&self.tenant, &self.backend, &self.role, &self.username)
     }
-
-    /// This lease's user dropped, as read before the drop.
-    pub fn dropped(&self) -> Dropped {
-        Dropped::of(self.id, &self.state)
-    }
-}
-
-/// A lease whose user a revocation dropped, and whether the lease was PENDING when the
-/// revocation read it. Such a lease is marked REVOKED only if it is still PENDING: its issue may
-/// have created the user after the drop and activated the lease since, and that lease stays live
-/// (its user exists) for the next revocation to take. An ACTIVE lease always has its user, since
-/// an issue activates the lease only after the user's commit.
-#[derive(Debug, Clone, Copy)]
-pub struct Dropped {
-    pub id: Uuid,
-    pub was_pending: bool,
-}
-
-impl Dropped {
-    pub fn of(id: Uuid, state: &str) -> Self {
-        Self {
-            id,
-            was_pending: state == PENDING,
-        }
-    }
 }
 
 /// Where a lease's user lives, and its name: what dropping the user takes.
@@ -146,9 +121,13 @@ pub enum JournalEffect {
 pub(super) const INSERT_INTENT: &str = "INSERT INTO leases (id, tenant, environment, role, backend, \
      principal, username, state, issued_at, expires_at, max_expires_at, updated_at, due_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9, $12) ON CONFLICT (id) DO NOTHING";
-/// An active lease is due at its expiry.
+/// An active lease is due at its expiry. Only an intent nobody has started to revoke becomes
+/// ACTIVE: not one that came due (its grace is over, or a revocation expedited it: the scheduler
+/// may be dropping its user), that a revocation failed on, or that a job has taken. Its issue
+/// then drops the user itself.
 pub(super) const ACTIVATE: &str = "UPDATE leases SET state = $2, updated_at = $3, due_at = expires_at \
-     WHERE id = $1 AND state = $4";
+     WHERE id = $1 AND state = $4 AND due_at > $3 AND attempts = 0 AND last_error IS NULL \
+     AND revocation_job IS NULL";
 /// A lease a revocation job has taken (even one whose revocation failed and is being retried)
 /// is not extended.
 pub(super) const EXTEND: &str = "UPDATE leases SET expires_at = $2, updated_at = $3, due_at = $2 \
@@ -200,31 +179,50 @@ impl Store {
         }))
     }
 
-    /// Marks leases REVOKED (their users are gone; see [`Dropped`] for one read while PENDING);
-    /// returns how many changed state.
+    /// Marks leases REVOKED (their users are gone); returns how many changed state.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn mark_leases_revoked(
+    pub async fn mark_leases_revoked(&self, ids: &[Uuid], now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut changed = 0;
+        for chunk in ids.chunks(500) {
+            let sql = mark_revoked_sql(chunk.len());
+            changed += on_pool!(self, pool => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(REVOKED)
+                    .bind(now)
+                    .bind(None::<Uuid>);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(changed)
+    }
+
+    /// Hands lease intents (PENDING leases, whose issue may still be under way) to the lease
+    /// scheduler instead of dropping their users here: each becomes due `now`, naming `job`
+    /// when given, which also means its issue can no longer activate it (see `ACTIVATE`). The
+    /// issue, if it is still running, then drops its user itself; if it died, the scheduler
+    /// drops it. Returns how many were still PENDING.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn expedite_intents(
         &self,
-        dropped: &[Dropped],
+        ids: &[Uuid],
+        job: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut changed = 0;
-        for (was_pending, ids) in split_by_state_read(dropped) {
-            for chunk in ids.chunks(500) {
-                let sql = mark_revoked_sql(chunk.len(), was_pending);
-                changed += on_pool!(self, pool => {
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(REVOKED)
-                        .bind(now)
-                        .bind(None::<Uuid>);
-                    for id in chunk {
-                        query = query.bind(*id);
-                    }
-                    query.execute(pool).await?.rows_affected()
-                });
-            }
+        for chunk in ids.chunks(500) {
+            changed += on_pool!(self, pool => {
+                let mut tx = pool.begin_write().await?;
+                let changed = expedite_intents!(&mut *tx, chunk, job, now);
+                tx.commit().await?;
+                changed
+            });
         }
         Ok(changed)
     }
@@ -392,39 +390,38 @@ impl Store {
 }
 
 /// Marks leases revoked: `$1` REVOKED, `$2` now, `$3` the job that revoked them (or NULL to
-/// keep the one they carry), then the ids; with `were_pending`, only those still PENDING.
-pub(super) fn mark_revoked_sql(count: usize, were_pending: bool) -> String {
+/// keep the one they carry), then the ids.
+pub(super) fn mark_revoked_sql(count: usize) -> String {
     let placeholders: Vec<String> = (0..count).map(|i| format!("${}", i + 4)).collect();
-    let state = if were_pending {
-        "state = 'PENDING'"
-    } else {
-        "state <> $1"
-    };
     format!(
         "UPDATE leases SET state = $1, revoked_at = $2, updated_at = $2, last_error = NULL, \
          due_at = NULL, claimed_by = NULL, claim_expires_at = NULL, \
          revocation_job = COALESCE($3, revocation_job) \
-         WHERE {state} AND id IN ({})",
+         WHERE state <> $1 AND id IN ({})",
         placeholders.join(", ")
     )
 }
 
-/// The ids of `dropped` in two groups: read while live past PENDING (`false`), and read while
-/// PENDING (`true`); empty groups are left out.
-pub(super) fn split_by_state_read(dropped: &[Dropped]) -> Vec<(bool, Vec<Uuid>)> {
-    [false, true]
-        .into_iter()
-        .map(|pending| {
-            let ids: Vec<Uuid> = dropped
-                .iter()
-                .filter(|d| d.was_pending == pending)
-                .map(|d| d.id)
-                .collect();
-            (pending, ids)
-        })
-        .filter(|(_, ids)| !ids.is_empty())
-        .collect()
+/// Makes the PENDING leases among `$ids` (a slice of at most 500) due at `$now`, naming `$job`
+/// (an `Option<Uuid>`) when given, in the transaction `$tx`; evaluates to how many changed.
+macro_rules! expedite_intents {
+    ($tx:expr, $ids:expr, $job:expr, $now:expr) => {{
+        let placeholders: Vec<String> = (0..$ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE leases SET due_at = $1, updated_at = $1, \
+             revocation_job = COALESCE($2, revocation_job) \
+             WHERE state = 'PENDING' AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let job: Option<uuid::Uuid> = $job;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind($now).bind(job);
+        for id in $ids {
+            query = query.bind(*id);
+        }
+        query.execute($tx).await?.rows_affected()
+    }};
 }
+pub(super) use expedite_intents;
 
 /// A failed revocation waits for its retry. A lease an operator's job took out of IRREVOCABLE
 /// is live again, with a fresh budget.
@@ -441,30 +438,26 @@ pub(super) const GIVE_UP: &str = "UPDATE leases SET state = 'IRREVOCABLE', attem
 /// (an `Option<Uuid>`) on each lease when given; the claims are released.
 macro_rules! write_outcomes {
     ($tx:expr, $outcomes:expr, $now:expr, $job:expr) => {{
-        use $crate::store::leases::{
-            GIVE_UP, LeaseOutcome, RETRY, mark_revoked_sql, split_by_state_read,
-        };
+        use $crate::store::leases::{GIVE_UP, LeaseOutcome, RETRY, mark_revoked_sql};
         let job: Option<uuid::Uuid> = $job;
-        let revoked: Vec<$crate::store::Dropped> = $outcomes
+        let revoked: Vec<uuid::Uuid> = $outcomes
             .iter()
             .filter_map(|o| match o {
-                LeaseOutcome::Revoked(dropped) => Some(*dropped),
+                LeaseOutcome::Revoked(id) => Some(*id),
                 _ => None,
             })
             .collect();
         // The common case, revoked leases, in one statement per 500.
-        for (were_pending, ids) in split_by_state_read(&revoked) {
-            for chunk in ids.chunks(500) {
-                let sql = mark_revoked_sql(chunk.len(), were_pending);
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind($crate::store::REVOKED)
-                    .bind($now)
-                    .bind(job);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.execute($tx).await?;
+        for chunk in revoked.chunks(500) {
+            let sql = mark_revoked_sql(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind($crate::store::REVOKED)
+                .bind($now)
+                .bind(job);
+            for id in chunk {
+                query = query.bind(*id);
             }
+            query.execute($tx).await?;
         }
         for outcome in $outcomes {
             match outcome {
@@ -503,7 +496,7 @@ pub(super) use write_outcomes;
 /// What happened to one claimed lease.
 #[derive(Debug)]
 pub enum LeaseOutcome<'a> {
-    Revoked(Dropped),
+    Revoked(Uuid),
     Retry {
         id: Uuid,
         at: DateTime<Utc>,

@@ -39,7 +39,7 @@ pub use backends::{BackendRow, BackendWrite, SealedPassword};
 pub use claims::LeaseClaim;
 pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
 pub use leases::{
-    ACTIVE, Dropped, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseFilter, LeaseOutcome, LeaseRow,
+    ACTIVE, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseFilter, LeaseOutcome, LeaseRow,
     LeaseUser, PENDING, REVOKED,
 };
 pub use revocations::{

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::claims::{LeaseClaim, bind_claim, claim_under_lock, claiming, release_claim, unclaimed};
-use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, write_outcomes};
+use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, expedite_intents, write_outcomes};
 use super::{BeginWrite, LeaseAccount, LeaseRow, REVOKED, Store, StoreResult, on_pool};
 
 pub const JOB_RUNNING: &str = "RUNNING";
@@ -251,7 +251,8 @@ impl Store {
         }
     }
 
-    /// Records what happened to a batch, naming `job` on every lease, and releases it.
+    /// Records what happened to a batch, naming `job` on every lease, hands its `intents`
+    /// (leases that were PENDING) to the scheduler (`expedite_intents`), and releases it.
     ///
     /// # Errors
     /// Storage errors; nothing is recorded then, and the leases are taken again by a later pass.
@@ -260,11 +261,15 @@ impl Store {
         batch: JobBatch,
         job: Uuid,
         outcomes: &[LeaseOutcome<'_>],
+        intents: &[Uuid],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             write_outcomes!(&mut *tx, outcomes, now, Some(job));
+            for chunk in intents.chunks(500) {
+                expedite_intents!(&mut *tx, chunk, Some(job), now);
+            }
             release_claim!(&mut *tx, batch.claim);
             tx.commit().await?;
         });

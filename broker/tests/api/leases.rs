@@ -1,7 +1,7 @@
 //! Dynamic credentials through the HTTP API, against the machine's real PostgreSQL and MariaDB:
 //! backends, roles, leases, their authorization and their audit trail.
 
-use leasehold_broker::store::{Dropped, JournalEffect, LeaseRow, PENDING, Store};
+use leasehold_broker::store::{JournalEffect, LeaseRow, PENDING, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -713,32 +713,49 @@ async fn apply(app: &TestApp, effect: JournalEffect) -> bool {
     appended.applied[0]
 }
 
+/// A lease intent as `issue` writes it before the user is created, due at the end of its
+/// grace period (`due_in`, negative for one whose grace is over).
+fn intent(role: &str, username: &str, due_in: chrono::Duration) -> LeaseRow {
+    let now = chrono::Utc::now();
+    LeaseRow {
+        id: uuid::Uuid::now_v7(),
+        tenant: "default".into(),
+        environment: "prod".into(),
+        role: role.into(),
+        backend: "db".into(),
+        principal: "user:root".into(),
+        username: username.into(),
+        state: PENDING.into(),
+        issued_at: now,
+        expires_at: now + chrono::Duration::hours(1),
+        max_expires_at: now + chrono::Duration::hours(1),
+        revoked_at: None,
+        updated_at: now,
+        last_error: None,
+        due_at: Some(now + due_in),
+        attempts: 0,
+        failing_since: None,
+    }
+}
+
+fn activate(id: uuid::Uuid) -> JournalEffect {
+    JournalEffect::ActivateLease {
+        id,
+        at: chrono::Utc::now(),
+    }
+}
+
 on_both_stores!(
-    a_lease_read_while_pending_is_marked_revoked_only_if_still_pending,
+    an_intent_a_revocation_took_is_never_activated,
     |app: TestApp| async move {
-        // Three intents, as an issue writes them before it creates the user.
-        let now = chrono::Utc::now();
-        let intent = |n: usize| LeaseRow {
-            id: uuid::Uuid::now_v7(),
-            tenant: "default".into(),
-            environment: "prod".into(),
-            role: "race".into(),
-            backend: "race-db".into(),
-            principal: "user:root".into(),
-            username: format!("race_{n}"),
-            state: PENDING.into(),
-            issued_at: now,
-            expires_at: now + chrono::Duration::hours(1),
-            max_expires_at: now + chrono::Duration::hours(1),
-            revoked_at: None,
-            updated_at: now,
-            last_error: None,
-            due_at: Some(now + chrono::Duration::minutes(2)),
-            attempts: 0,
-            failing_since: None,
-        };
-        let [still_pending, activated, active] = [intent(0), intent(1), intent(2)];
-        for lease in [&still_pending, &activated, &active] {
+        let grace = chrono::Duration::minutes(2);
+        let [untouched, expedited, failed, overdue] = [
+            intent("race", "race_0", grace),
+            intent("race", "race_1", grace),
+            intent("race", "race_2", grace),
+            intent("race", "race_3", -chrono::Duration::seconds(1)),
+        ];
+        for lease in [&untouched, &expedited, &failed, &overdue] {
             assert!(
                 apply(
                     &app,
@@ -747,42 +764,84 @@ on_both_stores!(
                 .await
             );
         }
-        let activate = |id| JournalEffect::ActivateLease { id, at: now };
-        assert!(apply(&app, activate(active.id)).await);
-        // A revocation read the first two while PENDING and dropped their users; meanwhile the
-        // second one's issue created its user and activated it.
-        let dropped = [
-            Dropped::of(still_pending.id, PENDING),
-            Dropped::of(activated.id, PENDING),
-            Dropped::of(active.id, "ACTIVE"),
-        ];
-        assert!(apply(&app, activate(activated.id)).await);
-        let marked = app
+        let now = chrono::Utc::now();
+        let handed = app
             .store
-            .mark_leases_revoked(&dropped, chrono::Utc::now())
+            .expedite_intents(&[expedited.id], None, now)
             .await
-            .expect("mark");
-        assert_eq!(marked, 2);
-        let state = |id| {
-            let app = &app;
-            async move {
-                app.store
-                    .find_lease("default", id)
-                    .await
-                    .expect("find")
-                    .expect("lease")
-                    .state
-            }
-        };
-        assert_eq!(state(still_pending.id).await, "REVOKED");
-        assert_eq!(
-            state(activated.id).await,
-            "ACTIVE",
-            "its user was created after the drop: the lease stays live for the next revocation"
+            .expect("expedite");
+        assert_eq!(handed, 1);
+        app.store
+            .record_lease_error(failed.id, "target down", now)
+            .await
+            .expect("record");
+        // A revocation took three of them: due now, failed, grace over. Their issues cannot
+        // activate them (each drops its user instead); the untouched one activates.
+        assert!(!apply(&app, activate(expedited.id)).await, "expedited");
+        assert!(
+            !apply(&app, activate(failed.id)).await,
+            "a revocation failed"
         );
-        assert_eq!(state(active.id).await, "REVOKED");
-        // The issue whose intent was revoked cannot activate it any more: it drops its user.
-        assert!(!apply(&app, activate(still_pending.id)).await);
+        assert!(!apply(&app, activate(overdue.id)).await, "grace over");
+        assert!(apply(&app, activate(untouched.id)).await, "untouched");
+        app.cleanup().await;
+    }
+);
+
+on_both_stores!(
+    a_revocation_that_meets_an_issue_in_flight_leaves_no_user,
+    |app: TestApp| async move {
+        let target = setup(&app, Kind::Mariadb, "db", "inflight").await;
+        // Two issues caught between the user's commit and the lease's activation: the users
+        // exist, their leases are intents.
+        let mut intents = Vec::new();
+        for n in 0..2 {
+            let username = format!("{}_flight{n}", target.prefix);
+            target
+                .admin_sql(&format!(
+                    "CREATE USER '{username}'@'%' IDENTIFIED BY 'In-flight-pw-1'"
+                ))
+                .await;
+            let lease = intent("inflight", &username, chrono::Duration::minutes(2));
+            assert!(
+                apply(
+                    &app,
+                    JournalEffect::InsertLeaseIntent(Box::new(lease.clone()))
+                )
+                .await
+            );
+            intents.push(lease);
+        }
+        // One is revoked by hand, the other by a mass revocation of the role.
+        let (status, body) = app
+            .post(&format!("/v1/leases/{}/revoke", intents[0].id), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, accepted) = app
+            .post(
+                "/v1/revocations",
+                json!({"selector": {"role": "inflight"}, "reason": "in flight", "ticket": "INC-3"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let job = accepted["jobId"].as_str().expect("job");
+        let (_, view) = app.get(&format!("/v1/revocations/{job}?wait=30s")).await;
+        assert_eq!(view["state"], "COMPLETED", "{view}");
+        for lease in &intents {
+            let (_, row) = app.get(&format!("/v1/leases/{}", lease.id)).await;
+            assert_eq!(row["state"], "REVOKED", "{row}");
+            assert!(
+                !target.user_exists(&lease.username).await,
+                "the scheduler dropped {}",
+                lease.username
+            );
+            assert!(
+                !apply(&app, activate(lease.id)).await,
+                "an issue that comes back finds its lease revoked and drops its user"
+            );
+        }
+        app.remove_backend("db").await;
+        target.cleanup().await;
         app.cleanup().await;
     }
 );

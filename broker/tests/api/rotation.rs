@@ -555,8 +555,26 @@ async fn static_users_rotate_with_an_overlap(kind: Kind) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // An empty secret where the role's goes, as an earlier attempt whose role row did not
-    // commit leaves it: the role takes it over instead of being refused for good.
-    let left_over = app.create_secret("prod", "static-roles/app").await;
+    // commit leaves it: the role takes it over instead of being refused for good. A secret
+    // someone else put there is not taken.
+    let (status, left_over) = app
+        .post(
+            "/v1/secrets",
+            json!({"environment": "prod", "path": "static-roles/app", "ownerTeam": "platform",
+                "description": "credentials of static role app"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{left_over}");
+    let left_over = left_over["id"].as_str().expect("id").to_owned();
+    app.create_secret("prod", "static-roles/taken").await;
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            "/v1/static-roles/taken",
+            Some(json!({"backend": "db", "environment": "prod", "usernames": [format!("{p}_a")]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
     // Two users, used alternately.
     let (status, role) = app
