@@ -182,6 +182,7 @@ impl Application {
                 store.clone(),
                 audit.clone(),
                 AlertSink::new(settings.alert_webhook_url.clone()),
+                Duration::from_secs(settings.lease_intent_grace_seconds),
             )),
             leases.clone(),
             scheduler_config,

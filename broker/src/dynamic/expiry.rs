@@ -20,24 +20,39 @@ pub struct ScheduledLeases {
     store: Store,
     audit: AuditLog,
     alerts: AlertSink,
+    intent_grace: chrono::Duration,
 }
 
 impl ScheduledLeases {
-    pub fn new(store: Store, audit: AuditLog, alerts: AlertSink) -> Self {
+    /// `intent_grace` is how long an issue may take (`lease_intent_grace_seconds`): an intent
+    /// revoked before it ends is dropped again then.
+    pub fn new(store: Store, audit: AuditLog, alerts: AlertSink, intent_grace: Duration) -> Self {
         Self {
             store,
             audit,
             alerts,
+            intent_grace: chrono::Duration::from_std(intent_grace).unwrap_or(chrono::Duration::MAX),
         }
+    }
+
+    /// When an intent's issue can no longer be creating its user, if that is still ahead.
+    fn grace_end(&self, lease: &LeaseRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let end = lease.issued_at.checked_add_signed(self.intent_grace)?;
+        (lease.state == PENDING && end > now).then_some(end)
     }
 
     /// One `LEASE_EXPIRE` event per tenant and batch, recorded in the background. Best effort:
     /// the revocations happened and are recorded on the leases; refusing to record them would
     /// not undo them. The scheduler does not wait for the event's commit before its next round:
     /// under an expiry storm that wait was as long as the round's own revocations.
-    fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) {
+    fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)], now: DateTime<Utc>) {
         let mut by_tenant: HashMap<&str, (Vec<String>, Vec<String>, usize)> = HashMap::new();
         for (claimed, outcome) in outcomes {
+            // Dropped early, it is recorded when its grace ends and it is dropped for good.
+            if matches!(outcome, Outcome::Revoked) && self.grace_end(&claimed.lease, now).is_some()
+            {
+                continue;
+            }
             let entry = by_tenant.entry(&claimed.lease.tenant).or_default();
             match outcome {
                 Outcome::Revoked if claimed.lease.state == PENDING => {
@@ -129,7 +144,10 @@ impl LeaseStore for ScheduledLeases {
         let rows: Vec<LeaseOutcome<'_>> = outcomes
             .iter()
             .map(|(claimed, outcome)| match outcome {
-                Outcome::Revoked => LeaseOutcome::Revoked(claimed.id),
+                Outcome::Revoked => match self.grace_end(&claimed.lease, now) {
+                    Some(at) => LeaseOutcome::Recheck { id: claimed.id, at },
+                    None => LeaseOutcome::Revoked(claimed.id),
+                },
                 Outcome::Retry {
                     at,
                     failing_since,
@@ -149,7 +167,7 @@ impl LeaseStore for ScheduledLeases {
         self.store
             .complete_claimed_leases(claim, &rows, now)
             .await?;
-        self.audit_batch(outcomes);
+        self.audit_batch(outcomes, now);
         for (claimed, outcome) in outcomes {
             if let Outcome::Irrevocable { error } = outcome {
                 self.report_irrevocable(&claimed.lease, error).await;

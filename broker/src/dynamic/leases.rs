@@ -509,6 +509,7 @@ impl LeaseService {
     ) -> Result<u64, DynamicError> {
         let deadline = tokio::time::Instant::now() + BACKEND_DRAIN;
         let mut audited = std::collections::HashSet::new();
+        let mut expedited = std::collections::HashSet::new();
         let mut revoked = 0;
         loop {
             let batch = self
@@ -539,9 +540,16 @@ impl LeaseService {
                 .collect::<Result<Vec<()>, _>>()?;
             let (intents, live): (Vec<LeaseRow>, Vec<LeaseRow>) =
                 batch.into_iter().partition(|lease| lease.state == PENDING);
-            if !intents.is_empty() {
-                let ids: Vec<Uuid> = intents.iter().map(|lease| lease.id).collect();
-                self.store.expedite_intents(&ids, None, Utc::now()).await?;
+            // Each intent is handed over once; the scheduler's own backoff applies after that.
+            let handed: Vec<Uuid> = intents
+                .iter()
+                .map(|lease| lease.id)
+                .filter(|id| expedited.insert(*id))
+                .collect();
+            if !handed.is_empty() {
+                self.store
+                    .expedite_intents(&handed, None, Utc::now())
+                    .await?;
                 self.wake_scheduler();
             }
             let failures = self.revoke_rows(&live).await;

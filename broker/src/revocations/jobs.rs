@@ -16,8 +16,8 @@ use crate::audit::{AuditEvent, AuditLog, EventType};
 use crate::auth::Caller;
 use crate::dynamic::{DynamicError, LeaseView};
 use crate::store::{
-    JOB_COMPLETED, JOB_RUNNING, JobLeaseCount, JournalEffect, REVOKED, RevocationJobRow, Store,
-    StoreError,
+    JOB_COMPLETED, JOB_RUNNING, JobLeaseCount, JournalEffect, PENDING, REVOKED, RevocationJobRow,
+    Store, StoreError,
 };
 
 /// Live leases a selector matches, for one role on one backend.
@@ -125,7 +125,12 @@ pub(super) struct JobCounts {
 impl JobCounts {
     pub(super) fn from_rows(rows: &[JobLeaseCount]) -> Self {
         let mut failures: Vec<BackendFailures> = Vec::new();
-        for row in rows.iter().filter(|r| r.state != REVOKED) {
+        // Intents the job handed to the scheduler are under way, not failed (`remaining` counts
+        // them); a lease whose revocation failed is ACTIVE or IRREVOCABLE.
+        for row in rows
+            .iter()
+            .filter(|r| r.state != REVOKED && r.state != PENDING)
+        {
             match failures.iter_mut().find(|f| f.backend == row.backend) {
                 Some(entry) => {
                     entry.failed += row.count;

@@ -122,12 +122,12 @@ pub(super) const INSERT_INTENT: &str = "INSERT INTO leases (id, tenant, environm
      principal, username, state, issued_at, expires_at, max_expires_at, updated_at, due_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9, $12) ON CONFLICT (id) DO NOTHING";
 /// An active lease is due at its expiry. Only an intent nobody has started to revoke becomes
-/// ACTIVE: not one that came due (its grace is over, or a revocation expedited it: the scheduler
-/// may be dropping its user), that a revocation failed on, or that a job has taken. Its issue
-/// then drops the user itself.
+/// ACTIVE: not one a revocation asked for (`revocation_requested`, set by `expedite_intents`
+/// whatever the clocks say), whose grace is over, that a revocation failed on, or that a job has
+/// taken. Its issue then drops the user itself.
 pub(super) const ACTIVATE: &str = "UPDATE leases SET state = $2, updated_at = $3, due_at = expires_at \
-     WHERE id = $1 AND state = $4 AND due_at > $3 AND attempts = 0 AND last_error IS NULL \
-     AND revocation_job IS NULL";
+     WHERE id = $1 AND state = $4 AND NOT revocation_requested AND due_at > $3 AND attempts = 0 \
+     AND last_error IS NULL AND revocation_job IS NULL";
 /// A lease a revocation job has taken (even one whose revocation failed and is being retried)
 /// is not extended.
 pub(super) const EXTEND: &str = "UPDATE leases SET expires_at = $2, updated_at = $3, due_at = $2 \
@@ -202,10 +202,11 @@ impl Store {
     }
 
     /// Hands lease intents (PENDING leases, whose issue may still be under way) to the lease
-    /// scheduler instead of dropping their users here: each becomes due `now`, naming `job`
-    /// when given, which also means its issue can no longer activate it (see `ACTIVATE`). The
-    /// issue, if it is still running, then drops its user itself; if it died, the scheduler
-    /// drops it. Returns how many were still PENDING.
+    /// scheduler instead of dropping their users here: each is marked `revocation_requested`,
+    /// so its issue can no longer activate it (see `ACTIVATE`), and becomes due `now`, naming
+    /// `job` when given. The scheduler drops the user at once and again when the intent's grace
+    /// ends (`LeaseOutcome::Recheck`), so a user its issue commits in between is dropped too; the
+    /// issue, if it is still running, drops its user itself. Returns how many were still PENDING.
     ///
     /// # Errors
     /// Storage errors.
@@ -408,7 +409,7 @@ macro_rules! expedite_intents {
     ($tx:expr, $ids:expr, $job:expr, $now:expr) => {{
         let placeholders: Vec<String> = (0..$ids.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
-            "UPDATE leases SET due_at = $1, updated_at = $1, \
+            "UPDATE leases SET due_at = $1, updated_at = $1, revocation_requested = TRUE, \
              revocation_job = COALESCE($2, revocation_job) \
              WHERE state = 'PENDING' AND id IN ({})",
             placeholders.join(", ")
@@ -430,6 +431,10 @@ pub(super) const RETRY: &str = "UPDATE leases SET attempts = attempts + 1, faili
      state = CASE WHEN state = 'IRREVOCABLE' THEN 'ACTIVE' ELSE state END, \
      revocation_job = COALESCE($6, revocation_job) WHERE id = $1 AND state <> 'REVOKED'";
 
+/// An intent dropped early comes due again at the end of its grace.
+pub(super) const RECHECK: &str = "UPDATE leases SET due_at = $2, updated_at = $3, claimed_by = NULL, \
+     claim_expires_at = NULL WHERE id = $1 AND state = 'PENDING'";
+
 pub(super) const GIVE_UP: &str = "UPDATE leases SET state = 'IRREVOCABLE', attempts = attempts + 1, \
      last_error = $2, updated_at = $3, due_at = NULL, claimed_by = NULL, claim_expires_at = NULL, \
      revocation_job = COALESCE($4, revocation_job) WHERE id = $1 AND state <> 'REVOKED'";
@@ -438,7 +443,7 @@ pub(super) const GIVE_UP: &str = "UPDATE leases SET state = 'IRREVOCABLE', attem
 /// (an `Option<Uuid>`) on each lease when given; the claims are released.
 macro_rules! write_outcomes {
     ($tx:expr, $outcomes:expr, $now:expr, $job:expr) => {{
-        use $crate::store::leases::{GIVE_UP, LeaseOutcome, RETRY, mark_revoked_sql};
+        use $crate::store::leases::{GIVE_UP, LeaseOutcome, RECHECK, RETRY, mark_revoked_sql};
         let job: Option<uuid::Uuid> = $job;
         let revoked: Vec<uuid::Uuid> = $outcomes
             .iter()
@@ -462,6 +467,14 @@ macro_rules! write_outcomes {
         for outcome in $outcomes {
             match outcome {
                 LeaseOutcome::Revoked(_) => {}
+                LeaseOutcome::Recheck { id, at } => {
+                    sqlx::query(RECHECK)
+                        .bind(*id)
+                        .bind(*at)
+                        .bind($now)
+                        .execute($tx)
+                        .await?;
+                }
                 LeaseOutcome::Retry {
                     id,
                     at,
@@ -497,6 +510,12 @@ pub(super) use write_outcomes;
 #[derive(Debug)]
 pub enum LeaseOutcome<'a> {
     Revoked(Uuid),
+    /// An intent whose user was dropped before its grace ended: its issue may still commit
+    /// the user, so it stays PENDING and is dropped again at `at`, the grace's end.
+    Recheck {
+        id: Uuid,
+        at: DateTime<Utc>,
+    },
     Retry {
         id: Uuid,
         at: DateTime<Utc>,

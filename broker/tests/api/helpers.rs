@@ -42,6 +42,7 @@ pub struct TestDb {
     pub audit_sink: Option<leasehold_broker::audit::SinkSettings>,
     pub revocation_retry_budget_seconds: u64,
     pub scheduler_claim_seconds: u64,
+    pub lease_intent_grace_seconds: u64,
     /// The KMS configuration of the next start, when not the local key ring in `dir`.
     kms: std::sync::Mutex<Option<KmsSettings>>,
 }
@@ -75,6 +76,7 @@ impl TestDb {
             audit_sink: None,
             revocation_retry_budget_seconds: 24 * 3600,
             scheduler_claim_seconds: 60,
+            lease_intent_grace_seconds: 120,
             kms: std::sync::Mutex::new(None),
         }
     }
@@ -104,7 +106,7 @@ impl TestDb {
             alert_webhook_url: self.alert_webhook_url.clone(),
             audit_timeout_ms: 2000,
             audit_sink: self.audit_sink.clone(),
-            lease_intent_grace_seconds: 120,
+            lease_intent_grace_seconds: self.lease_intent_grace_seconds,
             revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
             scheduler_claim_seconds: self.scheduler_claim_seconds,
             revocation_fence_seconds: 24 * 3600,
@@ -152,6 +154,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     db.audit_sink = settings.audit_sink;
     db.revocation_retry_budget_seconds = settings.revocation_retry_budget_seconds;
     db.scheduler_claim_seconds = settings.scheduler_claim_seconds;
+    db.lease_intent_grace_seconds = settings.lease_intent_grace_seconds;
     db.set_kms(settings.kms);
     let db = Arc::new(db);
     let mut app = start(db, None).await;

@@ -1,11 +1,13 @@
 //! Dynamic credentials through the HTTP API, against the machine's real PostgreSQL and MariaDB:
 //! backends, roles, leases, their authorization and their audit trail.
 
+use std::time::Duration;
+
 use leasehold_broker::store::{JournalEffect, LeaseRow, PENDING, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, contains, raw_dump};
+use crate::helpers::{Backend, TestApp, contains, raw_dump, spawn_app_with};
 use crate::on_both_stores;
 use crate::targets::{ADMIN_PASSWORD, Kind, Target};
 
@@ -764,6 +766,9 @@ on_both_stores!(
                 .await
             );
         }
+        // The issue prepares its activation, then a revocation asks for the intent before the
+        // activation reaches the store: whatever the clocks say, it cannot activate.
+        let prepared = activate(expedited.id);
         let now = chrono::Utc::now();
         let handed = app
             .store
@@ -777,7 +782,7 @@ on_both_stores!(
             .expect("record");
         // A revocation took three of them: due now, failed, grace over. Their issues cannot
         // activate them (each drops its user instead); the untouched one activates.
-        assert!(!apply(&app, activate(expedited.id)).await, "expedited");
+        assert!(!apply(&app, prepared).await, "expedited");
         assert!(
             !apply(&app, activate(failed.id)).await,
             "a revocation failed"
@@ -788,60 +793,122 @@ on_both_stores!(
     }
 );
 
-on_both_stores!(
-    a_revocation_that_meets_an_issue_in_flight_leaves_no_user,
-    |app: TestApp| async move {
-        let target = setup(&app, Kind::Mariadb, "db", "inflight").await;
-        // Two issues caught between the user's commit and the lease's activation: the users
-        // exist, their leases are intents.
-        let mut intents = Vec::new();
-        for n in 0..2 {
-            let username = format!("{}_flight{n}", target.prefix);
-            target
-                .admin_sql(&format!(
-                    "CREATE USER '{username}'@'%' IDENTIFIED BY 'In-flight-pw-1'"
-                ))
-                .await;
-            let lease = intent("inflight", &username, chrono::Duration::minutes(2));
-            assert!(
-                apply(
-                    &app,
-                    JournalEffect::InsertLeaseIntent(Box::new(lease.clone()))
-                )
-                .await
-            );
-            intents.push(lease);
-        }
-        // One is revoked by hand, the other by a mass revocation of the role.
-        let (status, body) = app
-            .post(&format!("/v1/leases/{}/revoke", intents[0].id), json!({}))
+/// Two issues caught between the user's commit and the lease's activation, one revoked by hand and
+/// one by a mass revocation: no user survives, and the job completes once the intents' grace is
+/// over (3 s here; their issues, had they lived, would have dropped their users at once).
+async fn a_revocation_that_meets_an_issue_in_flight_leaves_no_user(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.lease_intent_grace_seconds = 3).await;
+    let target = setup(&app, Kind::Mariadb, "db", "inflight").await;
+    // Two issues caught between the user's commit and the lease's activation: the users
+    // exist, their leases are intents.
+    let mut intents = Vec::new();
+    for n in 0..2 {
+        let username = format!("{}_flight{n}", target.prefix);
+        target
+            .admin_sql(&format!(
+                "CREATE USER '{username}'@'%' IDENTIFIED BY 'In-flight-pw-1'"
+            ))
             .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, accepted) = app
-            .post(
-                "/v1/revocations",
-                json!({"selector": {"role": "inflight"}, "reason": "in flight", "ticket": "INC-3"}),
+        let lease = intent("inflight", &username, chrono::Duration::seconds(3));
+        assert!(
+            apply(
+                &app,
+                JournalEffect::InsertLeaseIntent(Box::new(lease.clone()))
             )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-        let job = accepted["jobId"].as_str().expect("job");
-        let (_, view) = app.get(&format!("/v1/revocations/{job}?wait=30s")).await;
-        assert_eq!(view["state"], "COMPLETED", "{view}");
-        for lease in &intents {
-            let (_, row) = app.get(&format!("/v1/leases/{}", lease.id)).await;
-            assert_eq!(row["state"], "REVOKED", "{row}");
-            assert!(
-                !target.user_exists(&lease.username).await,
-                "the scheduler dropped {}",
-                lease.username
-            );
-            assert!(
-                !apply(&app, activate(lease.id)).await,
-                "an issue that comes back finds its lease revoked and drops its user"
-            );
-        }
-        app.remove_backend("db").await;
-        target.cleanup().await;
-        app.cleanup().await;
+            .await
+        );
+        intents.push(lease);
     }
-);
+    // One is revoked by hand, the other by a mass revocation of the role.
+    let (status, body) = app
+        .post(&format!("/v1/leases/{}/revoke", intents[0].id), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, accepted) = app
+        .post(
+            "/v1/revocations",
+            json!({"selector": {"role": "inflight"}, "reason": "in flight", "ticket": "INC-3"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let job = accepted["jobId"].as_str().expect("job");
+    let (_, view) = app.get(&format!("/v1/revocations/{job}?wait=30s")).await;
+    assert_eq!(view["state"], "COMPLETED", "{view}");
+    for lease in &intents {
+        let (_, row) = app.get(&format!("/v1/leases/{}", lease.id)).await;
+        assert_eq!(row["state"], "REVOKED", "{row}");
+        assert!(
+            !target.user_exists(&lease.username).await,
+            "the scheduler dropped {}",
+            lease.username
+        );
+        assert!(
+            !apply(&app, activate(lease.id)).await,
+            "an issue that comes back finds its lease revoked and drops its user"
+        );
+    }
+    app.remove_backend("db").await;
+    target.cleanup().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_that_meets_an_issue_in_flight_leaves_no_user_sqlite() {
+    a_revocation_that_meets_an_issue_in_flight_leaves_no_user(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_that_meets_an_issue_in_flight_leaves_no_user_postgres() {
+    a_revocation_that_meets_an_issue_in_flight_leaves_no_user(Backend::Postgres).await;
+}
+
+/// An issue commits its user after the scheduler already dropped it for a revoked intent: the
+/// scheduler drops it again when the intent's grace ends, and only then marks it REVOKED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_committed_after_its_intent_was_revoked_is_dropped_at_the_grace_end() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.lease_intent_grace_seconds = 3).await;
+    let target = setup(&app, Kind::Mariadb, "db", "late").await;
+    let username = format!("{}_late", target.prefix);
+    let lease = intent("late", &username, chrono::Duration::seconds(3));
+    assert!(
+        apply(
+            &app,
+            JournalEffect::InsertLeaseIntent(Box::new(lease.clone()))
+        )
+        .await
+    );
+    let (status, body) = app
+        .post(&format!("/v1/leases/{}/revoke", lease.id), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The scheduler drops the user that does not exist yet; the intent stays PENDING.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, row) = app.get(&format!("/v1/leases/{}", lease.id)).await;
+    assert_eq!(row["state"], "PENDING", "{row}");
+    // Now the issue commits its user (and cannot activate the intent).
+    target
+        .admin_sql(&format!(
+            "CREATE USER '{username}'@'%' IDENTIFIED BY 'Late-pw-1'"
+        ))
+        .await;
+    assert!(!apply(&app, activate(lease.id)).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, row) = app.get(&format!("/v1/leases/{}", lease.id)).await;
+        if row["state"] == "REVOKED" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not revoked after its grace: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !target.user_exists(&username).await,
+        "the late user is dropped at the grace end"
+    );
+    app.remove_backend("db").await;
+    target.cleanup().await;
+    app.cleanup().await;
+}
