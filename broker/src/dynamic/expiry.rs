@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leasehold_scheduler::{Claimed, ClaimedBatch, LeaseStore, Outcome, Revoker};
+use uuid::Uuid;
 
 use super::LeaseService;
 use crate::alerts::AlertSink;
@@ -35,22 +36,24 @@ impl ScheduledLeases {
         }
     }
 
-    /// When an intent's issue can no longer be creating its user, if that is still ahead.
-    fn grace_end(&self, lease: &LeaseRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// For an intent claimed before its grace ended (a revocation made it due early, or a
+    /// retry), the grace's end: its issue may still commit the user after this round's drop.
+    /// Decided by the due time the lease was claimed at, so by when the drop started, not when
+    /// it finished.
+    fn grace_end(&self, lease: &LeaseRow) -> Option<DateTime<Utc>> {
         let end = lease.issued_at.checked_add_signed(self.intent_grace)?;
-        (lease.state == PENDING && end > now).then_some(end)
+        (lease.state == PENDING && lease.due_at.is_some_and(|due| due < end)).then_some(end)
     }
 
     /// One `LEASE_EXPIRE` event per tenant and batch, recorded in the background. Best effort:
     /// the revocations happened and are recorded on the leases; refusing to record them would
     /// not undo them. The scheduler does not wait for the event's commit before its next round:
     /// under an expiry storm that wait was as long as the round's own revocations.
-    fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)], now: DateTime<Utc>) {
+    fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) {
         let mut by_tenant: HashMap<&str, (Vec<String>, Vec<String>, usize)> = HashMap::new();
         for (claimed, outcome) in outcomes {
             // Dropped early, it is recorded when its grace ends and it is dropped for good.
-            if matches!(outcome, Outcome::Revoked) && self.grace_end(&claimed.lease, now).is_some()
-            {
+            if matches!(outcome, Outcome::Revoked) && self.grace_end(&claimed.lease).is_some() {
                 continue;
             }
             let entry = by_tenant.entry(&claimed.lease.tenant).or_default();
@@ -115,10 +118,22 @@ impl LeaseStore for ScheduledLeases {
         claim_for: Duration,
         limit: u32,
     ) -> Result<ClaimedBatch<LeaseClaim, LeaseRow>, StoreError> {
-        let (claim, rows) = self
+        let (claim, mut rows) = self
             .store
             .claim_due_leases(owner, now, claim_for, i64::from(limit))
             .await?;
+        // An intent is flagged before its user is dropped, so that an issue still under way can
+        // no longer activate it; one its issue activated meanwhile has its user and is left
+        // alone (it is due at its expiry now).
+        let intents: Vec<Uuid> = rows
+            .iter()
+            .filter(|row| row.state == PENDING)
+            .map(|row| row.id)
+            .collect();
+        if !intents.is_empty() {
+            let flagged = self.store.request_intent_revocation(&intents).await?;
+            rows.retain(|row| row.state != PENDING || flagged.contains(&row.id));
+        }
         let leases = rows
             .into_iter()
             .map(|row| Claimed {
@@ -144,7 +159,7 @@ impl LeaseStore for ScheduledLeases {
         let rows: Vec<LeaseOutcome<'_>> = outcomes
             .iter()
             .map(|(claimed, outcome)| match outcome {
-                Outcome::Revoked => match self.grace_end(&claimed.lease, now) {
+                Outcome::Revoked => match self.grace_end(&claimed.lease) {
                     Some(at) => LeaseOutcome::Recheck { id: claimed.id, at },
                     None => LeaseOutcome::Revoked(claimed.id),
                 },
@@ -167,7 +182,7 @@ impl LeaseStore for ScheduledLeases {
         self.store
             .complete_claimed_leases(claim, &rows, now)
             .await?;
-        self.audit_batch(outcomes, now);
+        self.audit_batch(outcomes);
         for (claimed, outcome) in outcomes {
             if let Outcome::Irrevocable { error } = outcome {
                 self.report_irrevocable(&claimed.lease, error).await;

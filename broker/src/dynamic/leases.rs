@@ -521,7 +521,7 @@ impl LeaseService {
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(DynamicError::Conflict(format!(
-                    "backend `{backend}` still has live leases (being issued, or waiting for their target); retry the delete"
+                    "backend `{backend}` still has live leases: being issued, waiting for their target, or intents whose issue stopped, which are revoked when their grace period (lease_intent_grace_seconds) ends; retry the delete then"
                 )));
             }
             // Recorded together, so the writer commits them as one group.

@@ -201,6 +201,36 @@ impl Store {
         Ok(changed)
     }
 
+    /// Flags the intents among `ids` (still PENDING) as `revocation_requested`, so their issues
+    /// can no longer activate them, without moving their due time; answers the ids flagged.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn request_intent_revocation(
+        &self,
+        ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashSet<Uuid>> {
+        let mut flagged = std::collections::HashSet::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let sql = format!(
+                "UPDATE leases SET revocation_requested = TRUE \
+                 WHERE state = 'PENDING' AND id IN ({}) RETURNING id",
+                placeholders.join(", ")
+            );
+            let found: Vec<Uuid> = on_pool!(self, pool => {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(pool).await?
+            });
+            flagged.extend(found);
+        }
+        Ok(flagged)
+    }
+
     /// Hands lease intents (PENDING leases, whose issue may still be under way) to the lease
     /// scheduler instead of dropping their users here: each is marked `revocation_requested`,
     /// so its issue can no longer activate it (see `ACTIVATE`), and becomes due `now`, naming

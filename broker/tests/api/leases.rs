@@ -751,13 +751,14 @@ on_both_stores!(
     an_intent_a_revocation_took_is_never_activated,
     |app: TestApp| async move {
         let grace = chrono::Duration::minutes(2);
-        let [untouched, expedited, failed, overdue] = [
+        let [untouched, expedited, failed, overdue, claimed] = [
             intent("race", "race_0", grace),
             intent("race", "race_1", grace),
             intent("race", "race_2", grace),
             intent("race", "race_3", -chrono::Duration::seconds(1)),
+            intent("race", "race_4", grace),
         ];
-        for lease in [&untouched, &expedited, &failed, &overdue] {
+        for lease in [&untouched, &expedited, &failed, &overdue, &claimed] {
             assert!(
                 apply(
                     &app,
@@ -789,6 +790,15 @@ on_both_stores!(
         );
         assert!(!apply(&app, activate(overdue.id)).await, "grace over");
         assert!(apply(&app, activate(untouched.id)).await, "untouched");
+        // The scheduler flags the intents it claimed before it drops their users; an activated
+        // lease is not flagged (it keeps its user, and is left alone).
+        let flagged = app
+            .store
+            .request_intent_revocation(&[claimed.id, untouched.id])
+            .await
+            .expect("flag");
+        assert_eq!(flagged, [claimed.id].into_iter().collect());
+        assert!(!apply(&app, activate(claimed.id)).await, "claimed");
         app.cleanup().await;
     }
 );
