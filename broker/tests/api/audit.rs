@@ -606,8 +606,8 @@ async fn a_sink_that_hangs_turns_requests_into_503_in_time_and_recovers() {
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
-        asked.elapsed() < Duration::from_secs(3),
-        "{:?}",
+        asked.elapsed() < Duration::from_millis(1900),
+        "answered within the configured 500 ms, not the 2 s default: {:?}",
         asked.elapsed()
     );
     assert_eq!(app.snapshot().await, before, "nothing changed");

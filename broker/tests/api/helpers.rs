@@ -43,6 +43,7 @@ pub struct TestDb {
     pub revocation_retry_budget_seconds: u64,
     pub scheduler_claim_seconds: u64,
     pub lease_intent_grace_seconds: u64,
+    pub audit_timeout_ms: u64,
     /// The KMS configuration of the next start, when not the local key ring in `dir`.
     kms: std::sync::Mutex<Option<KmsSettings>>,
 }
@@ -77,6 +78,7 @@ impl TestDb {
             revocation_retry_budget_seconds: 24 * 3600,
             scheduler_claim_seconds: 60,
             lease_intent_grace_seconds: 120,
+            audit_timeout_ms: 2000,
             kms: std::sync::Mutex::new(None),
         }
     }
@@ -104,7 +106,7 @@ impl TestDb {
                 .clone()
                 .unwrap_or_else(|| KmsSettings::local(self.key_file())),
             alert_webhook_url: self.alert_webhook_url.clone(),
-            audit_timeout_ms: 2000,
+            audit_timeout_ms: self.audit_timeout_ms,
             audit_sink: self.audit_sink.clone(),
             lease_intent_grace_seconds: self.lease_intent_grace_seconds,
             revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
@@ -155,6 +157,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     db.revocation_retry_budget_seconds = settings.revocation_retry_budget_seconds;
     db.scheduler_claim_seconds = settings.scheduler_claim_seconds;
     db.lease_intent_grace_seconds = settings.lease_intent_grace_seconds;
+    db.audit_timeout_ms = settings.audit_timeout_ms;
     db.set_kms(settings.kms);
     let db = Arc::new(db);
     let mut app = start(db, None).await;
