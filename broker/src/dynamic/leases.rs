@@ -253,11 +253,10 @@ impl LeaseService {
             }
         };
         // With the intent durable, the user commits, and only then does the lease become
-        // ACTIVE with its event. In that order a revocation that takes the lease before the user
-        // exists (a mass revocation, an API revoke) finds it PENDING, so the activation below
-        // fails and this issue drops the user itself; an ACTIVE lease always has its user, so
-        // whoever revokes it drops a user that is there. A crash between the two leaves a
-        // PENDING intent that covers the user.
+        // ACTIVE with its event, so an ACTIVE lease always has its user. A revocation that meets
+        // the intent before that flags it (`Store::expedite_intents`) instead of dropping
+        // anything: the activation below then fails and this issue drops the user itself. A
+        // crash between the two leaves a PENDING intent that the scheduler revokes.
         let created = prepared.commit().await;
         failpoint::hit("lease-after-create");
         let activated = if created.is_ok() {
@@ -427,13 +426,7 @@ impl LeaseService {
             .await?;
         let mut lease = lease;
         if lease.state == PENDING {
-            if self
-                .store
-                .expedite_intents(&[lease.id], None, Utc::now())
-                .await?
-                > 0
-            {
-                self.wake_scheduler();
+            if self.hand_intents_to_scheduler(&[lease.id]).await? > 0 {
                 return self.find(&lease.tenant, lease.id).await;
             }
             // Activated meanwhile (so its user exists) or revoked.
@@ -452,6 +445,17 @@ impl LeaseService {
     /// Wakes this replica's lease scheduler: leases have just come due.
     pub fn wake_scheduler(&self) {
         self.scheduler.notify_one();
+    }
+
+    /// Hands the intents among `ids` to the scheduler (`Store::expedite_intents`) and wakes
+    /// it; answers how many were still intents.
+    async fn hand_intents_to_scheduler(&self, ids: &[Uuid]) -> Result<u64, DynamicError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let handed = self.store.expedite_intents(ids, None, Utc::now()).await?;
+        self.wake_scheduler();
+        Ok(handed)
     }
 
     /// Marks a lease REVOKED without touching its target: the operator asserts the user is gone
@@ -546,12 +550,7 @@ impl LeaseService {
                 .map(|lease| lease.id)
                 .filter(|id| expedited.insert(*id))
                 .collect();
-            if !handed.is_empty() {
-                self.store
-                    .expedite_intents(&handed, None, Utc::now())
-                    .await?;
-                self.wake_scheduler();
-            }
+            self.hand_intents_to_scheduler(&handed).await?;
             let failures = self.revoke_rows(&live).await;
             if let Some((_, error)) = failures.into_iter().next() {
                 return Err(error);

@@ -136,6 +136,9 @@ on_both_stores!(
                 body["rows"].as_array().expect("rows").clone()
             }
         };
+        let subjects = |rows: Vec<Value>| -> Vec<Value> {
+            rows.into_iter().map(|r| r["subject"].clone()).collect()
+        };
         let rows = summary("reads-by-principal", "").await;
         assert_eq!(
             (rows[0]["subject"].clone(), rows[0]["count"].clone()),
@@ -192,17 +195,16 @@ on_both_stores!(
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let rows = summary("stale-secrets", "").await;
-        let subjects: Vec<&Value> = rows.iter().map(|r| &r["subject"]).collect();
-        assert_eq!(subjects, [&json!("prod/payments/late")]);
-        let rows = summary("stale-secrets", "?since=2999-01-01T00:00:00Z").await;
-        let subjects: Vec<&Value> = rows.iter().map(|r| &r["subject"]).collect();
         assert_eq!(
-            subjects,
+            subjects(summary("stale-secrets", "").await),
+            [json!("prod/payments/late")]
+        );
+        assert_eq!(
+            subjects(summary("stale-secrets", "?since=2999-01-01T00:00:00Z").await),
             [
-                &json!("prod/billing/rotated"),
-                &json!("prod/payments/audited"),
-                &json!("prod/payments/late")
+                json!("prod/billing/rotated"),
+                json!("prod/payments/audited"),
+                json!("prod/payments/late")
             ]
         );
         let (status, _) = app.get("/v1/audit/summary/everything").await;
