@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 use crate::crypto::{self, Binding, EnvelopeError, Kms, WrappedKey};
 use crate::domain::{
     AliasName, Environment, OwnerTeam, RotationStrategy, SecretPath, Tenant, VersionNumber,
@@ -133,7 +133,7 @@ impl SecretService {
         tenant: &Tenant,
         principal: &str,
         request: CreateSecret,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<SecretRow, SecretError> {
         check_description(&request.description)?;
         let now = Utc::now();
@@ -185,7 +185,7 @@ impl SecretService {
         principal: &str,
         id: Uuid,
         new: NewVersionValue<'_>,
-        audit: Option<TransactionEvent>,
+        audit: Option<TransactionEvents>,
     ) -> Result<CreatedVersion, SecretError> {
         let NewVersionValue {
             value,
@@ -389,7 +389,7 @@ impl SecretService {
         alias: AliasName,
         version: VersionNumber,
         expected: Option<VersionNumber>,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> Result<Option<VersionNumber>, SecretError> {
         if alias == AliasName::Previous {
             return Err(SecretError::Invalid {
@@ -441,7 +441,7 @@ impl SecretService {
         id: Uuid,
         version: VersionNumber,
         change: StatusChange,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> Result<VersionStatus, SecretError> {
         let outcome = self
             .store
@@ -522,7 +522,7 @@ impl SecretService {
         id: Uuid,
         owner_team: Option<&OwnerTeam>,
         description: Option<&str>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<SecretRow, SecretError> {
         if let Some(description) = description {
             check_description(description)?;

@@ -11,7 +11,7 @@ mod verify;
 mod writer;
 
 pub use event::{AuditEvent, Decision, EventType};
-pub use in_transaction::TransactionEvent;
+pub use in_transaction::TransactionEvents;
 pub use sink::{JsonLinesSink, SinkSettings};
 pub use token_hmac::TokenHmac;
 pub use verify::{VerifyReport, verify_chain};

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AuditEvent;
-use super::in_transaction::TransactionEvent;
+use super::in_transaction::TransactionEvents;
 use super::sink::JsonLinesSink;
 use crate::store::{ChainHead, JournalEffect, Store, WriterConnection};
 
@@ -89,9 +89,19 @@ impl AuditLog {
     }
 
     /// `event` for an operation that runs its own write transaction and appends the event
-    /// there ([`TransactionEvent::record`]), instead of through the writer's group commit.
-    pub fn in_transaction(&self, event: AuditEvent) -> TransactionEvent {
-        TransactionEvent::new(event, self.sink.clone(), self.timeout, self.healthy.clone())
+    /// there ([`TransactionEvents::record`]), instead of through the writer's group commit.
+    pub fn in_transaction(&self, event: AuditEvent) -> TransactionEvents {
+        self.all_in_transaction(vec![event])
+    }
+
+    /// [`in_transaction`](Self::in_transaction) for an operation with several events.
+    pub fn all_in_transaction(&self, events: Vec<AuditEvent>) -> TransactionEvents {
+        TransactionEvents::new(
+            events,
+            self.sink.clone(),
+            self.timeout,
+            self.healthy.clone(),
+        )
     }
 
     /// Records `event` durably, or fails within the timeout.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Access, Action, Caller, Resource};
 use crate::alerts::AlertSink;
 use crate::api::ApiError;
-use crate::audit::{AuditEvent, AuditLog, EventType, TransactionEvent};
+use crate::audit::{AuditEvent, AuditLog, EventType, TransactionEvents};
 use crate::policy::Glob;
 use crate::store::{GrantRow, NewGrant, Store};
 
@@ -245,7 +245,7 @@ impl BreakGlass {
         &self,
         caller: &Caller,
         id: Uuid,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<(), ApiError> {
         if self
             .store

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 use crate::domain::Tenant;
 use crate::store::{NewToken, Store, StoreError, TokenRow};
 
@@ -50,7 +50,7 @@ pub struct MintRequest<'a> {
     pub text: Option<SecretString>,
     /// The mint's event, committed with the token and given its id; `None` for bootstrap
     /// tokens.
-    pub audit: Option<TransactionEvent>,
+    pub audit: Option<TransactionEvents>,
 }
 
 impl<'a> MintRequest<'a> {

@@ -13,7 +13,7 @@ use super::registry::{open_plugin, stored_config};
 use super::{
     BackendConfig, ConnectionConfig, DynamicError, LeaseService, PluginRegistry, check_name,
 };
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 use crate::auth::Caller;
 use crate::store::{BackendWrite, Store};
 
@@ -60,7 +60,7 @@ impl BackendService {
         config: BackendConfig,
         password: Option<SecretString>,
         actor: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<BackendView, DynamicError> {
         check_name("name", name)?;
         let existing = self.store.find_backend(tenant, name).await?;
@@ -227,7 +227,7 @@ impl BackendService {
         name: &str,
         revoke_leases: bool,
         leases: &LeaseService,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<(), DynamicError> {
         let tenant = caller.tenant.as_str();
         if self.store.find_backend(tenant, name).await?.is_none() {

@@ -1,9 +1,10 @@
 //! The broker's side of the lease scheduler (`leasehold-scheduler`): claims and outcomes in the
 //! store, revocation through the plugins, and what an operator must hear about — every batch is
-//! audited as the broker's own doing (`LEASE_EXPIRE`), and a lease that exhausted its retry
-//! budget is audited (`LEASE_IRREVOCABLE`), counted and alerted.
+//! audited as the broker's own doing (`LEASE_EXPIRE`) in the transaction that records it, and a
+//! lease that exhausted its retry budget is audited there too (`LEASE_IRREVOCABLE`), then
+//! counted and alerted.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,12 +46,12 @@ impl ScheduledLeases {
         (lease.state == PENDING && lease.due_at.is_some_and(|due| due < end)).then_some(end)
     }
 
-    /// One `LEASE_EXPIRE` event per tenant and batch, recorded in the background. Best effort:
-    /// the revocations happened and are recorded on the leases; refusing to record them would
-    /// not undo them. The scheduler does not wait for the event's commit before its next round:
-    /// under an expiry storm that wait was as long as the round's own revocations.
-    fn audit_batch(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) {
-        let mut by_tenant: HashMap<&str, (Vec<String>, Vec<String>, usize)> = HashMap::new();
+    /// The batch's events: one `LEASE_EXPIRE` per tenant, and one `LEASE_IRREVOCABLE` per lease
+    /// that spent its budget. They commit with the batch's record, so a round whose events
+    /// cannot be recorded records nothing, and its leases are claimed and revoked again later.
+    fn batch_events(&self, outcomes: &[(Claimed<LeaseRow>, Outcome)]) -> Vec<AuditEvent> {
+        let mut by_tenant: BTreeMap<&str, (Vec<String>, Vec<String>, usize)> = BTreeMap::new();
+        let mut irrevocable = Vec::new();
         for (claimed, outcome) in outcomes {
             // Dropped early, it is recorded when its grace ends and it is dropped for good.
             if matches!(outcome, Outcome::Revoked) && self.grace_end(&claimed.lease).is_some() {
@@ -62,36 +63,30 @@ impl ScheduledLeases {
                     entry.1.push(claimed.id.to_string());
                 }
                 Outcome::Revoked => entry.0.push(claimed.id.to_string()),
-                _ => entry.2 += 1,
+                Outcome::Retry { .. } => entry.2 += 1,
+                Outcome::Irrevocable { error } => {
+                    entry.2 += 1;
+                    irrevocable.push(irrevocable_event(&claimed.lease, error));
+                }
             }
         }
-        for (tenant, (expired, abandoned, failed)) in by_tenant {
-            let event = AuditEvent::system(tenant, EventType::LeaseExpire)
-                .detail("revoked", expired)
-                .detail("abandonedIntentsRevoked", abandoned)
-                .detail("failed", failed);
-            let audit = self.audit.clone();
-            tokio::spawn(async move {
-                if let Err(error) = audit.record(event).await {
-                    tracing::error!(%error, "could not audit a batch of expired leases");
-                }
-            });
-        }
+        by_tenant
+            .into_iter()
+            .map(|(tenant, (expired, abandoned, failed))| {
+                AuditEvent::system(tenant, EventType::LeaseExpire)
+                    .detail("revoked", expired)
+                    .detail("abandonedIntentsRevoked", abandoned)
+                    .detail("failed", failed)
+            })
+            .chain(irrevocable)
+            .collect()
     }
 
-    async fn report_irrevocable(&self, lease: &LeaseRow, error: &str) {
+    /// Counts and alerts a lease recorded IRREVOCABLE (its event committed with the record).
+    fn report_irrevocable(&self, lease: &LeaseRow, error: &str) {
         metrics::counter!("leasehold_leases_irrevocable_total", "backend" => lease.backend.clone())
             .increment(1);
         tracing::error!(lease = %lease.id, backend = %lease.backend, %error, "lease is IRREVOCABLE: its revocation budget is spent");
-        let event = AuditEvent::system(&lease.tenant, EventType::LeaseIrrevocable)
-            .location(&lease.environment, &format!("roles/{}", lease.role))
-            .detail("leaseId", lease.id.to_string())
-            .detail("backend", lease.backend.as_str())
-            .detail("username", lease.username.as_str())
-            .detail("lastError", error);
-        if let Err(audit_error) = self.audit.record(event).await {
-            tracing::error!(%audit_error, "could not audit an IRREVOCABLE lease");
-        }
         self.alerts.send(serde_json::json!({
                 "event": "LEASE_IRREVOCABLE",
                 "tenant": lease.tenant,
@@ -103,6 +98,15 @@ impl ScheduledLeases {
                 "action": "fix the target and POST /v1/leases/{id}/revoke to retry, or POST /v1/leases/{id}/force-revoke",
         }));
     }
+}
+
+fn irrevocable_event(lease: &LeaseRow, error: &str) -> AuditEvent {
+    AuditEvent::system(&lease.tenant, EventType::LeaseIrrevocable)
+        .location(&lease.environment, &format!("roles/{}", lease.role))
+        .detail("leaseId", lease.id.to_string())
+        .detail("backend", lease.backend.as_str())
+        .detail("username", lease.username.as_str())
+        .detail("lastError", error)
 }
 
 #[async_trait]
@@ -179,13 +183,13 @@ impl LeaseStore for ScheduledLeases {
                 },
             })
             .collect();
+        let audit = self.audit.all_in_transaction(self.batch_events(outcomes));
         self.store
-            .complete_claimed_leases(claim, &rows, now)
+            .complete_claimed_leases(claim, &rows, now, &audit)
             .await?;
-        self.audit_batch(outcomes);
         for (claimed, outcome) in outcomes {
             if let Outcome::Irrevocable { error } = outcome {
-                self.report_irrevocable(&claimed.lease, error).await;
+                self.report_irrevocable(&claimed.lease, error);
             }
         }
         Ok(())

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::role_definition::ValidRole;
 use super::{DynamicError, PluginRegistry, PutRole, RoleDefinition, check_name};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 use crate::auth::Resource;
 use crate::domain::{Environment, Ttl};
 use crate::store::{RoleRow, Store, StoreError};
@@ -95,7 +95,7 @@ impl RoleService {
         name: &str,
         role: ValidRole,
         actor: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<RoleView, DynamicError> {
         let now = Utc::now();
         let definition = serde_json::to_string(&role.definition)
@@ -175,7 +175,7 @@ impl RoleService {
         &self,
         tenant: &str,
         name: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> Result<(), DynamicError> {
         let role = self.find(tenant, name).await?;
         let live = self

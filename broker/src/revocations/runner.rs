@@ -209,8 +209,8 @@ impl JobRunner {
     }
 
     /// Finishes the job when nothing matching it is live, or only leases it could not revoke
-    /// within their budget are; reports new failures once. A finished job answers its waiting
-    /// requests before its counts are taken for the audit event.
+    /// within their budget are; reports new failures once. Each of the two commits with its
+    /// event: a job is never finished, nor its failures counted as reported, without them.
     async fn settle(
         &self,
         job: &RevocationJobRow,
@@ -230,29 +230,30 @@ impl JobRunner {
             (live, irrevocable) if live == irrevocable => JOB_FAILED,
             _ => return Ok(()),
         };
-        let now = Utc::now().trunc_subsecs(6);
-        if !self.store.finish_revocation_job(job.id, state, now).await? {
-            return Ok(());
-        }
-        let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
-        metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);
-        self.signals.finished.notify_waiters();
         let counts = match reported {
             Some(counts) => counts,
             None => JobCounts::from_rows(&self.store.job_lease_counts(job.id).await?),
         };
         let (revoked, failed) = (counts.revoked, counts.failed());
+        let now = Utc::now().trunc_subsecs(6);
+        let seconds = (now - job.created_at).num_milliseconds() as f64 / 1000.0;
+        let event = AuditEvent::system(&job.tenant, EventType::RevocationComplete)
+            .detail("jobId", job.id.to_string())
+            .detail("state", state)
+            .detail("total", job.total)
+            .detail("revoked", revoked)
+            .detail("failed", failed)
+            .detail("seconds", seconds);
+        if !self
+            .store
+            .finish_revocation_job(job.id, state, now, &self.audit.in_transaction(event))
+            .await?
+        {
+            return Ok(());
+        }
+        metrics::histogram!("leasehold_revocation_job_duration_seconds").record(seconds);
+        self.signals.finished.notify_waiters();
         tracing::info!(job = %job.id, state, revoked, failed, seconds, "revocation job finished");
-        self.record(
-            AuditEvent::system(&job.tenant, EventType::RevocationComplete)
-                .detail("jobId", job.id.to_string())
-                .detail("state", state)
-                .detail("total", job.total)
-                .detail("revoked", revoked)
-                .detail("failed", failed)
-                .detail("seconds", seconds),
-        )
-        .await;
         Ok(())
     }
 
@@ -260,19 +261,21 @@ impl JobRunner {
     async fn report_new_failures(&self, job: &RevocationJobRow) -> Result<JobCounts, StoreError> {
         let counts = JobCounts::from_rows(&self.store.job_lease_counts(job.id).await?);
         let (revoked, failed_total) = (counts.revoked, counts.failed());
-        if failed_total > job.failures_reported
-            && self.store.report_job_failures(job.id, failed_total).await?
+        if failed_total <= job.failures_reported {
+            return Ok(counts);
+        }
+        let by_backend = serde_json::to_value(&counts.failures).unwrap_or_default();
+        let event = AuditEvent::system(&job.tenant, EventType::RevocationFailures)
+            .detail("jobId", job.id.to_string())
+            .detail("failed", failed_total)
+            .detail("revoked", revoked)
+            .detail("byBackend", by_backend.clone());
+        if self
+            .store
+            .report_job_failures(job.id, failed_total, &self.audit.in_transaction(event))
+            .await?
         {
-            let by_backend = serde_json::to_value(&counts.failures).unwrap_or_default();
             tracing::warn!(job = %job.id, failed = failed_total, "revocation job has failed revocations; the scheduler retries them");
-            self.record(
-                AuditEvent::system(&job.tenant, EventType::RevocationFailures)
-                    .detail("jobId", job.id.to_string())
-                    .detail("failed", failed_total)
-                    .detail("revoked", revoked)
-                    .detail("byBackend", by_backend.clone()),
-            )
-            .await;
             self.alerts.send(serde_json::json!({
                 "event": "REVOCATION_FAILURES",
                 "tenant": job.tenant,
@@ -283,12 +286,5 @@ impl JobRunner {
             }));
         }
         Ok(counts)
-    }
-
-    /// Best effort: the revocations happened and are recorded on the leases and the job.
-    async fn record(&self, event: AuditEvent) {
-        if let Err(error) = self.audit.record(event).await {
-            tracing::error!(%error, "could not audit a revocation job event");
-        }
     }
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::audit::{change_with_event, commit_with_event};
 use super::{BeginWrite, Store, StoreResult, on_pool};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {
@@ -56,7 +56,7 @@ impl Store {
         document: &str,
         by: &str,
         now: DateTime<Utc>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -86,7 +86,7 @@ impl Store {
         &self,
         tenant: &str,
         name: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         Ok(on_pool!(self, pool => change_with_event!(
             pool,
@@ -121,7 +121,7 @@ impl Store {
         tenant: &str,
         group: &str,
         members: &[String],
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -165,7 +165,7 @@ impl Store {
     pub async fn insert_grant(
         &self,
         grant: &NewGrant<'_>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             change_with_event!(
@@ -222,7 +222,7 @@ impl Store {
         tenant: &str,
         id: Uuid,
         now: DateTime<Utc>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         Ok(on_pool!(self, pool => change_with_event!(
             pool,
@@ -248,7 +248,7 @@ impl Store {
         name: &str,
         document: &str,
         now: DateTime<Utc>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         Ok(on_pool!(self, pool => change_with_event!(
             pool,
@@ -287,7 +287,7 @@ impl Store {
         &self,
         tenant: &str,
         name: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         Ok(on_pool!(self, pool => change_with_event!(
             pool,

@@ -227,15 +227,16 @@ macro_rules! insert_links {
 }
 pub(crate) use insert_links;
 
-/// Commits the open write transaction `$tx` of an operation together with its event `$audit`
-/// (an `Option<&TransactionEvent>`; `None` for changes audited by the caller's own events, such
-/// as a rotation's steps). The event is the transaction's last write: the head row is locked
+/// Commits the open write transaction `$tx` of an operation together with its events `$audit`
+/// (an `Option<&TransactionEvents>`; `None` for changes audited by the caller's own events, such
+/// as a rotation's steps). The events are the transaction's last writes: the head row is locked
 /// only now, so the chain waits on the operation's other locks for no longer than the commit.
-/// A failure to record it returns `StoreError::Audit` and drops `$tx`, rolling everything back.
+/// A failure to record them returns `StoreError::Audit` and drops `$tx`, rolling everything back.
 macro_rules! commit_with_event {
     ($tx:ident, $audit:expr) => {
         if let Some(audit) = $audit {
-            if let Some(event) = audit.event() {
+            let events = audit.events();
+            if !events.is_empty() {
                 audit
                     .record(async {
                         let (seq, hash): (i64, Vec<u8>) =
@@ -244,7 +245,7 @@ macro_rules! commit_with_event {
                                 .await?;
                         let chained = $crate::store::audit::chain(
                             &$crate::store::ChainHead { seq, hash },
-                            std::slice::from_ref(event),
+                            events,
                         );
                         sqlx::query($crate::store::audit::MOVE_HEAD)
                             .bind(chained.end.seq)
@@ -252,7 +253,11 @@ macro_rules! commit_with_event {
                             .execute(&mut *$tx)
                             .await?;
                         $crate::store::audit::insert_links!($tx, chained.rows);
-                        Ok((chained.end.seq, chained.end.hash))
+                        Ok(chained
+                            .rows
+                            .into_iter()
+                            .map(|link| (link.seq, link.hash))
+                            .collect())
                     })
                     .await?;
             }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::audit::commit_with_event;
 use super::{BeginWrite, Store, StoreResult, on_pool};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 
 /// A sealed admin password as stored.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ impl Store {
     pub async fn write_backend(
         &self,
         write: &BackendWrite<'_>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         let affected = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -241,7 +241,7 @@ impl Store {
         &self,
         tenant: &str,
         name: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         let affected = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;

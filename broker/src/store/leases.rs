@@ -5,10 +5,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::commit_with_event;
 use super::claims::{
     LeaseClaim, bind_claim, claim_ends, claim_under_lock, claiming, release_claim, unclaimed,
 };
 use super::{BeginWrite, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvents;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LeaseRow {
@@ -373,21 +375,24 @@ impl Store {
         }))
     }
 
-    /// Records the outcome of a claimed batch in one transaction and releases the claims.
+    /// Records the outcome of a claimed batch and releases the claims, in one transaction that
+    /// commits with the batch's `audit` events.
     ///
     /// # Errors
-    /// Storage errors; nothing is recorded then, and the claims end by themselves.
+    /// Storage errors, or `Audit` when the events could not be recorded; nothing is recorded
+    /// then, and the claims end by themselves.
     pub async fn complete_claimed_leases(
         &self,
         claim: LeaseClaim,
         outcomes: &[LeaseOutcome<'_>],
         now: DateTime<Utc>,
+        audit: &TransactionEvents,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             write_outcomes!(&mut *tx, outcomes, now, None::<Uuid>);
             release_claim!(&mut *tx, claim);
-            tx.commit().await?;
+            commit_with_event!(tx, Some(audit));
         });
         Ok(())
     }

@@ -6,9 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::change_with_event;
 use super::claims::{LeaseClaim, bind_claim, claim_under_lock, claiming, release_claim, unclaimed};
 use super::leases::{ACCOUNT_COLUMNS, COLUMNS, LeaseOutcome, expedite_intents, write_outcomes};
 use super::{BeginWrite, LeaseAccount, LeaseRow, REVOKED, Store, StoreResult, on_pool};
+use crate::audit::TransactionEvents;
 
 pub const JOB_RUNNING: &str = "RUNNING";
 pub const JOB_COMPLETED: &str = "COMPLETED";
@@ -415,46 +417,49 @@ impl Store {
         }))
     }
 
-    /// RUNNING → `state`; false when another replica finished the job first.
+    /// RUNNING → `state`, committed with `audit`'s event; false (and no event) when another
+    /// replica finished the job first.
     ///
     /// # Errors
-    /// Storage errors.
+    /// Storage errors, or `Audit` when the event could not be recorded: the job stays RUNNING.
     pub async fn finish_revocation_job(
         &self,
         id: Uuid,
         state: &str,
         now: DateTime<Utc>,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
-        Ok(on_pool!(self, pool => {
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
             sqlx::query(
                 "UPDATE revocation_jobs SET state = $2, finished_at = $3 WHERE id = $1 AND state = 'RUNNING'",
             )
             .bind(id)
             .bind(state)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                == 1
-        }))
+            .bind(now),
+            audit
+        )))
     }
 
-    /// Moves the count of reported failures up to `failed`; false when it was there already
-    /// (another replica reported them).
+    /// Moves the count of reported failures up to `failed`, committed with `audit`'s event;
+    /// false (and no event) when it was there already (another replica reported them).
     ///
     /// # Errors
-    /// Storage errors.
-    pub async fn report_job_failures(&self, id: Uuid, failed: i64) -> StoreResult<bool> {
-        Ok(on_pool!(self, pool => {
+    /// Storage errors, or `Audit` when the event could not be recorded.
+    pub async fn report_job_failures(
+        &self,
+        id: Uuid,
+        failed: i64,
+        audit: &TransactionEvents,
+    ) -> StoreResult<bool> {
+        Ok(on_pool!(self, pool => change_with_event!(
+            pool,
             sqlx::query(
                 "UPDATE revocation_jobs SET failures_reported = $2 WHERE id = $1 AND failures_reported < $2",
             )
             .bind(id)
-            .bind(failed)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                == 1
-        }))
+            .bind(failed),
+            audit
+        )))
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::audit::change_with_event;
 use super::{BeginWrite, Store, StoreResult, on_pool};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RoleRow {
@@ -67,7 +67,7 @@ impl Store {
     ///
     /// # Errors
     /// Storage errors, including a foreign-key violation for an unknown backend.
-    pub async fn upsert_role(&self, row: &RoleRow, audit: &TransactionEvent) -> StoreResult<()> {
+    pub async fn upsert_role(&self, row: &RoleRow, audit: &TransactionEvents) -> StoreResult<()> {
         on_pool!(self, pool => {
             change_with_event!(
                 pool,
@@ -105,7 +105,7 @@ impl Store {
         &self,
         tenant: &str,
         name: &str,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         Ok(on_pool!(self, pool => change_with_event!(
             pool,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::audit::{change_with_event, commit_with_event};
 use super::{BeginWrite, Store, StoreResult, on_pool};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 
 pub const RUN_RUNNING: &str = "RUNNING";
 pub const RUN_COMPLETED: &str = "COMPLETED";
@@ -136,7 +136,7 @@ impl Store {
     pub async fn put_rotation_policy(
         &self,
         row: &RotationPolicyRow,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             change_with_event!(pool, upsert_rotation_policy!(row), audit);
@@ -439,7 +439,7 @@ impl Store {
         &self,
         row: &StaticRoleRow,
         policy: &RotationPolicyRow,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;

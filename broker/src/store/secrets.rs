@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::audit::commit_with_event;
 use super::{BeginWrite, Store, StoreResult, TokenRow, on_pool};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 use crate::domain::{AliasName, VersionNumber, VersionStatus};
 
 /// A secret's metadata row.
@@ -253,7 +253,7 @@ impl Store {
     pub async fn insert_secret(
         &self,
         new: &NewSecret<'_>,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -348,7 +348,7 @@ impl Store {
         tenant: &str,
         new: &NewVersion<'_>,
         make_current: bool,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> StoreResult<bool> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -399,7 +399,7 @@ impl Store {
         tenant: &str,
         secret_id: Uuid,
         change: AliasChange,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> StoreResult<AliasMove> {
         let AliasChange {
             alias,
@@ -444,7 +444,7 @@ impl Store {
         version: VersionNumber,
         change: StatusChange,
         now: DateTime<Utc>,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> StoreResult<StatusChangeOutcome> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -650,7 +650,7 @@ impl Store {
         tenant: &str,
         id: Uuid,
         update: &SecretUpdate<'_>,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> StoreResult<Option<SecretRow>> {
         let sql = format!(
             "UPDATE secrets SET owner_team = COALESCE($3, owner_team), \

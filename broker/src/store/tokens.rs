@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::audit::{change_with_event, commit_with_event};
 use super::{BeginWrite, Store, StoreResult, on_pool};
-use crate::audit::TransactionEvent;
+use crate::audit::TransactionEvents;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenRow {
@@ -46,7 +46,7 @@ impl Store {
     pub async fn insert_token(
         &self,
         new: &NewToken<'_>,
-        audit: Option<&TransactionEvent>,
+        audit: Option<&TransactionEvents>,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -110,7 +110,7 @@ impl Store {
         tenant: &str,
         id: Uuid,
         now: DateTime<Utc>,
-        audit: &TransactionEvent,
+        audit: &TransactionEvents,
     ) -> StoreResult<bool> {
         Ok(on_pool!(self, pool => change_with_event!(
             pool,

@@ -100,6 +100,71 @@ on_both_stores!(
     }
 );
 
+/// A revocation the scheduler cannot audit is not recorded: the lease stays live, no event is
+/// half-written, and once the trail accepts events again the lease is revoked (its user, already
+/// dropped, counts as gone) and its `LEASE_EXPIRE` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_is_recorded_only_with_its_event() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app_with(backend, |s| {
+            s.scheduler_claim_seconds = 1;
+            s.audit_timeout_ms = 1_000;
+        })
+        .await;
+        let target = setup(&app, Kind::Mariadb).await;
+        let (id, username) = issue(&app, "1s").await;
+        let events_before = app.rows("audit_events").await;
+        app.break_audit().await;
+        // The scheduler drops the user, then fails to record it with its event, round after
+        // round.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while target.user_exists(&username).await && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            !target.user_exists(&username).await,
+            "{backend:?}: not dropped"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (_, lease) = app.get(&format!("/v1/leases/{id}")).await;
+        assert_eq!(
+            lease["state"], "ACTIVE",
+            "{backend:?}: recorded without its event: {lease}"
+        );
+        assert_eq!(app.rows("audit_events").await, events_before, "{backend:?}");
+        let (_, health) = app.get("/v1/sys/health").await;
+        assert_eq!(health["audit"]["ok"], false, "{backend:?}: {health}");
+
+        app.mend_audit().await;
+        let lease = wait_for(&app, &id, Duration::from_secs(15), |l| {
+            l["state"] == "REVOKED"
+        })
+        .await;
+        assert_eq!(lease["state"], "REVOKED", "{backend:?}: {lease}");
+        let (_, events) = app.get("/v1/audit/events?eventType=LEASE_EXPIRE").await;
+        let named: Vec<&Value> = events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| {
+                e["detail"]["revoked"]
+                    .as_array()
+                    .is_some_and(|ids| ids.contains(&json!(id)))
+            })
+            .collect();
+        assert_eq!(named.len(), 1, "{backend:?}: {events}");
+        let (status, verified) = app.post("/v1/audit/verify", json!({})).await;
+        assert_eq!(
+            (status, verified["ok"].clone()),
+            (StatusCode::OK, json!(true)),
+            "{verified}"
+        );
+        app.remove_backend("db").await;
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_retried_until_the_target_returns() {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
@@ -299,8 +364,19 @@ on_both_stores!(
                 error: "target unreachable",
             })
             .collect();
+        let audit = leasehold_broker::audit::AuditLog::start(
+            app.store.clone(),
+            Duration::from_secs(2),
+            None,
+        )
+        .expect("audit writer");
         app.store
-            .complete_claimed_leases(claim, &outcomes, after)
+            .complete_claimed_leases(
+                claim,
+                &outcomes,
+                after,
+                &audit.all_in_transaction(Vec::new()),
+            )
             .await
             .expect("record");
         let (_, again) = app

@@ -405,7 +405,29 @@ impl TestApp {
         }
     }
 
-    /// Removes the trigger `break_audit` created.
+    /// Makes inserts of `event_type` events fail (a trigger that raises for them alone), until
+    /// `mend_audit`: an audit failure at one exact step of an operation.
+    pub async fn break_audit_of(&self, event_type: &str) {
+        assert!(
+            event_type
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_')
+        );
+        match &self.store {
+            Store::Sqlite(_) => {
+                self.execute(&format!("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events WHEN NEW.event_type = '{event_type}' BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END"))
+                    .await;
+            }
+            Store::Postgres(_) => {
+                self.execute(&format!("CREATE OR REPLACE FUNCTION audit_broken() RETURNS trigger AS $$ BEGIN IF NEW.event_type = '{event_type}' THEN RAISE EXCEPTION 'injected audit failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+                    .await;
+                self.execute("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_broken()")
+                    .await;
+            }
+        }
+    }
+
+    /// Removes the trigger `break_audit` or `break_audit_of` created.
     pub async fn mend_audit(&self) {
         match &self.store {
             Store::Sqlite(_) => self.execute("DROP TRIGGER audit_broken").await,

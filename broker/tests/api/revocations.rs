@@ -482,6 +482,65 @@ on_both_stores!(
     }
 );
 
+on_both_stores!(
+    a_job_finishes_only_with_its_event,
+    |app: TestApp| async move {
+        let target = Target::create(Kind::Mariadb).await;
+        put_backend(&app, "db", &target).await;
+        put_role(&app, "app", "db", "prod", &target).await;
+        let mut leases = Vec::new();
+        for _ in 0..3 {
+            leases.push(issue_as(&app, None, "app").await);
+        }
+        app.break_audit_of("REVOCATION_COMPLETE").await;
+        let (status, accepted) = app
+            .post("/v1/revocations", revocation(json!({"role": "app"}), false))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let job = accepted["jobId"].as_str().expect("job").to_owned();
+        // Every user is dropped and every lease recorded, but the job cannot finish unaudited.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let view = loop {
+            let (_, view) = app.get(&format!("/v1/revocations/{job}")).await;
+            if view["revoked"] == 3 || tokio::time::Instant::now() > deadline {
+                break view;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(view["revoked"], 3, "{view}");
+        for lease in &leases {
+            assert!(!target.user_exists(&lease.username).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, view) = app.get(&format!("/v1/revocations/{job}")).await;
+        assert_eq!(
+            view["state"], "RUNNING",
+            "finished without its event: {view}"
+        );
+        let (_, events) = app
+            .get("/v1/audit/events?eventType=REVOCATION_COMPLETE")
+            .await;
+        assert_eq!(
+            events["events"].as_array().map(Vec::len),
+            Some(0),
+            "{events}"
+        );
+
+        app.mend_audit().await;
+        let view = wait_for_job(&app, &job, Duration::from_secs(15)).await;
+        assert_eq!(view["state"], "COMPLETED", "{view}");
+        let (_, events) = app
+            .get("/v1/audit/events?eventType=REVOCATION_COMPLETE")
+            .await;
+        let events = events["events"].as_array().expect("events");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["detail"]["jobId"], job.as_str());
+        assert_eq!(events[0]["detail"]["revoked"], 3);
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_fails_for_part_of_a_job_is_retried_to_the_end() {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
