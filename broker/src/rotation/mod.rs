@@ -430,7 +430,7 @@ impl RotationService {
         self.advance_to(&mut run, step::NEXT).await?;
         if options.stop_at_next {
             run.next_due_at = None;
-            self.store.save_rotation_run(&run).await?;
+            self.store.save_rotation_run(&run, None).await?;
             return Ok(run);
         }
         self.test_and_promote(actor, secret, run, &downstream, &policy)
@@ -569,7 +569,15 @@ impl RotationService {
             run.state = RUN_COMPLETED.to_owned();
             run.finished_at = Some(now);
         }
-        self.store.save_rotation_run(&run).await?;
+        let promoted = actor
+            .event(EventType::RotationStep, secret)
+            .detail("run", run.id.to_string())
+            .detail("step", "promoted")
+            .version(run.to_version.unwrap_or_default())
+            .detail("fromVersion", run.from_version);
+        self.store
+            .save_rotation_run(&run, Some(&self.audit.in_transaction(promoted)))
+            .await?;
         self.store
             .mark_rotated(
                 secret.id,
@@ -578,16 +586,6 @@ impl RotationService {
             )
             .await?;
         metrics::counter!("leasehold_rotations_total", "result" => "success").increment(1);
-        self.audit
-            .record(
-                actor
-                    .event(EventType::RotationStep, secret)
-                    .detail("run", run.id.to_string())
-                    .detail("step", "promoted")
-                    .version(run.to_version.unwrap_or_default())
-                    .detail("fromVersion", run.from_version),
-            )
-            .await?;
         Ok(run)
     }
 
@@ -598,7 +596,7 @@ impl RotationService {
     ) -> Result<(), RotationError> {
         run.step = step.to_owned();
         run.updated_at = Utc::now();
-        self.store.save_rotation_run(run).await?;
+        self.store.save_rotation_run(run, None).await?;
         Ok(())
     }
 
@@ -628,18 +626,21 @@ impl RotationService {
         run.next_due_at = None;
         run.updated_at = now;
         run.finished_at = Some(now);
-        if let Err(e) = self.store.save_rotation_run(&run).await {
-            tracing::error!(run = %run.id, error = %e, "could not record a failed rotation");
-        }
-        metrics::counter!("leasehold_rotations_total", "result" => "failure").increment(1);
         let event = actor
             .event(EventType::RotationFailed, secret)
             .detail("run", run.id.to_string())
             .detail("step", step)
             .detail("error", message.as_str());
-        if let Err(e) = self.audit.record(event).await {
-            tracing::error!(run = %run.id, error = %e, "could not audit a failed rotation");
+        // Unrecorded, the run stays at its step; left there past `STALLED` it counts as
+        // interrupted, and the runner fails it again.
+        if let Err(e) = self
+            .store
+            .save_rotation_run(&run, Some(&self.audit.in_transaction(event)))
+            .await
+        {
+            tracing::error!(run = %run.id, error = %e, "could not record a failed rotation");
         }
+        metrics::counter!("leasehold_rotations_total", "result" => "failure").increment(1);
         self.alerts.send(serde_json::json!({
             "event": "rotation_failed",
             "tenant": secret.tenant,
@@ -748,7 +749,7 @@ impl RotationService {
                 run.next_due_at = None;
                 run.updated_at = now;
                 run.finished_at = Some(now);
-                self.store.save_rotation_run(&run).await?;
+                self.store.save_rotation_run(&run, None).await?;
             }
         }
         metrics::counter!("leasehold_rotations_total", "result" => "rolled_back").increment(1);

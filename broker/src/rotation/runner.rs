@@ -184,7 +184,7 @@ impl RotationRunner {
                         run.error = Some(message);
                         run.next_due_at = Some(super::policy::plus(now, RETRY.as_secs()));
                         run.updated_at = now;
-                        service.store.save_rotation_run(&run).await?;
+                        service.store.save_rotation_run(&run, None).await?;
                         return Ok(());
                     }
                     return self.give_up(&actor, &secret, run, message).await;
@@ -215,7 +215,7 @@ impl RotationRunner {
             }
             _ => {
                 run.next_due_at = None;
-                service.store.save_rotation_run(&run).await?;
+                service.store.save_rotation_run(&run, None).await?;
                 Ok(())
             }
         }
@@ -314,9 +314,7 @@ impl RotationRunner {
         run.step = next_step.to_owned();
         run.next_due_at = due(&run);
         run.updated_at = Utc::now();
-        self.service.store.save_rotation_run(&run).await?;
-        self.audit_step(actor, secret, &run).await;
-        Ok(())
+        self.save_step(actor, secret, &run).await
     }
 
     async fn finish(
@@ -330,9 +328,7 @@ impl RotationRunner {
         run.next_due_at = None;
         run.updated_at = now;
         run.finished_at = Some(now);
-        self.service.store.save_rotation_run(&run).await?;
-        self.audit_step(actor, secret, &run).await;
-        Ok(())
+        self.save_step(actor, secret, &run).await
     }
 
     /// A promoted run whose old credential could not be retired before its rollback window
@@ -353,19 +349,16 @@ impl RotationRunner {
         run.next_due_at = None;
         run.updated_at = now;
         run.finished_at = Some(now);
-        self.service.store.save_rotation_run(&run).await?;
+        let event = actor
+            .event(crate::audit::EventType::RotationFailed, secret)
+            .detail("run", run.id.to_string())
+            .detail("step", step::OVERLAP)
+            .detail("error", run.error.clone());
+        self.service
+            .store
+            .save_rotation_run(&run, Some(&self.service.audit.in_transaction(event)))
+            .await?;
         metrics::counter!("leasehold_rotations_total", "result" => "failure").increment(1);
-        let _ = self
-            .service
-            .audit
-            .record(
-                actor
-                    .event(crate::audit::EventType::RotationFailed, secret)
-                    .detail("run", run.id.to_string())
-                    .detail("step", step::OVERLAP)
-                    .detail("error", run.error.clone()),
-            )
-            .await;
         self.service.alerts.send(serde_json::json!({
             "event": "rotation_failed",
             "tenant": secret.tenant,
@@ -377,15 +370,24 @@ impl RotationRunner {
         Ok(())
     }
 
-    async fn audit_step(&self, actor: &Actor, secret: &SecretRow, run: &RotationRunRow) {
+    /// Saves the run's new step (or end) with its `ROTATION_STEP` event; neither without the
+    /// other.
+    async fn save_step(
+        &self,
+        actor: &Actor,
+        secret: &SecretRow,
+        run: &RotationRunRow,
+    ) -> Result<(), super::RotationError> {
         let event = actor
             .event(crate::audit::EventType::RotationStep, secret)
             .detail("run", run.id.to_string())
             .detail("step", run.step.as_str())
             .detail("fromVersion", run.from_version)
             .detail("state", run.state.as_str());
-        if let Err(e) = self.service.audit.record(event).await {
-            tracing::warn!(run = %run.id, error = %e, "could not audit a rotation step");
-        }
+        self.service
+            .store
+            .save_rotation_run(run, Some(&self.service.audit.in_transaction(event)))
+            .await?;
+        Ok(())
     }
 }

@@ -305,12 +305,19 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a run's progress and releases its claim.
+    /// Writes a run's progress and releases its claim, committed with `audit`'s event when
+    /// there is one (a step, the run's end or failure).
     ///
     /// # Errors
-    /// Storage errors.
-    pub async fn save_rotation_run(&self, row: &RotationRunRow) -> StoreResult<()> {
+    /// Storage errors, or `Audit` when the event could not be recorded: the run stays as it
+    /// was, claimed until its claim lapses.
+    pub async fn save_rotation_run(
+        &self,
+        row: &RotationRunRow,
+        audit: Option<&TransactionEvents>,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "UPDATE rotation_runs SET state = $2, step = $3, from_version = $4, \
                  to_version = $5, error = $6, overlap_ends_at = $7, disable_at = $8, \
@@ -329,8 +336,9 @@ impl Store {
             .bind(row.next_due_at)
             .bind(row.updated_at)
             .bind(row.finished_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            commit_with_event!(tx, audit);
         });
         Ok(())
     }

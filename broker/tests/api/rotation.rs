@@ -207,6 +207,53 @@ on_both_stores!(
     }
 );
 
+on_both_stores!(
+    a_step_is_saved_only_with_its_event,
+    |app: TestApp| async move {
+        let id = app.create_secret("prod", "rotate/audited").await;
+        app.put_version(&id, "old", "CURRENT").await;
+        put_policy(
+            &app,
+            &id,
+            json!({"overlapWindow": "1s", "rollbackWindow": "1h"}),
+        )
+        .await;
+        let (status, run) = app
+            .post(&format!("/v1/secrets/{id}/rotate"), json!({"value": "new"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        assert_eq!(run["step"], "overlap");
+        let run_id = run["id"].as_str().expect("id").to_owned();
+        let steps_to_previous = |events: &Value| {
+            events["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter(|e| {
+                    e["detail"]["run"] == run_id.as_str() && e["detail"]["step"] == "previous"
+                })
+                .count()
+        };
+
+        // The overlap ends while step events cannot be recorded: the run does not move on.
+        app.break_audit_of("ROTATION_STEP").await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (_, stuck) = app.get(&format!("/v1/rotations/{run_id}")).await;
+        assert_eq!(stuck["step"], "overlap", "saved without its event: {stuck}");
+        let (_, events) = app.get("/v1/audit/events?eventType=ROTATION_STEP").await;
+        assert_eq!(steps_to_previous(&events), 0, "{events}");
+
+        // Audit back, and the failed attempt's claim lapsed: the step is taken with its event.
+        app.mend_audit().await;
+        app.execute("UPDATE rotation_runs SET claim_until = NULL")
+            .await;
+        wait_for_run(&app, &run_id, "overlap end", |r| r["step"] == "previous").await;
+        let (_, events) = app.get("/v1/audit/events?eventType=ROTATION_STEP").await;
+        assert_eq!(steps_to_previous(&events), 1, "{events}");
+        app.cleanup().await;
+    }
+);
+
 /// A cron expression that fires once, `seconds` from now.
 fn once_in(seconds: i64) -> String {
     let at = chrono::Utc::now() + chrono::Duration::seconds(seconds);
