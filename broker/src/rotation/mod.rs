@@ -30,7 +30,7 @@ pub use static_roles::{PutStaticRole, StaticCredentials, StaticRoleService, Stat
 pub use target::StaticCredential;
 
 use crate::alerts::AlertSink;
-use crate::audit::{AuditError, AuditEvent, AuditLog, EventType};
+use crate::audit::{AuditError, AuditEvent, AuditLog, EventType, TransactionEvents};
 use crate::domain::{AliasName, Tenant, VersionNumber};
 use crate::dynamic::{DynamicError, PasswordPolicyConfig, PluginRegistry};
 use crate::secrets::{InitialStatus, NewVersionValue, SecretError, SecretService};
@@ -496,8 +496,12 @@ impl RotationService {
             self.restore_previous(secret, &run, downstream).await;
             return Err(self.fail(actor, secret, run, message).await);
         }
-        // 5. Promote `current`, only if it is still where the run started.
+        // 5. Promote `current`, only if it is still where the run started; the move commits
+        // with the promotion's event.
         let tenant = tenant_of(secret)?;
+        let event = self
+            .audit
+            .in_transaction(promotion_event(actor, secret, &run));
         if let Err(e) = self
             .secrets
             .promote(
@@ -506,14 +510,14 @@ impl RotationService {
                 AliasName::Current,
                 version,
                 run.from_version,
-                None,
+                Some(&event),
             )
             .await
         {
             self.restore_previous(secret, &run, downstream).await;
             return Err(self.fail(actor, secret, run, e.to_string()).await);
         }
-        self.promoted(actor, secret, run, policy, Utc::now()).await
+        self.promoted(secret, run, policy, Utc::now(), None).await
     }
 
     /// After a failure past step 2 with a single user, the user holds the new password while
@@ -543,14 +547,15 @@ impl RotationService {
         }
     }
 
-    /// Records a promotion: the windows of steps 6–9 start now.
+    /// Records a promotion: the windows of steps 6–9 start now. `audit` is the promotion's
+    /// event when the move of `current` did not commit it (a run the runner finds promoted).
     async fn promoted(
         &self,
-        actor: &Actor,
         secret: &SecretRow,
         mut run: RotationRunRow,
         policy: &RotationPolicy,
         now: DateTime<Utc>,
+        audit: Option<&TransactionEvents>,
     ) -> Result<RotationRunRow, RotationError> {
         let overlap_ends = policy::plus(now, policy.overlap_seconds);
         let disable_at = policy::plus(overlap_ends, policy.rollback_seconds);
@@ -569,15 +574,7 @@ impl RotationService {
             run.state = RUN_COMPLETED.to_owned();
             run.finished_at = Some(now);
         }
-        let promoted = actor
-            .event(EventType::RotationStep, secret)
-            .detail("run", run.id.to_string())
-            .detail("step", "promoted")
-            .version(run.to_version.unwrap_or_default())
-            .detail("fromVersion", run.from_version);
-        self.store
-            .save_rotation_run(&run, Some(&self.audit.in_transaction(promoted)))
-            .await?;
+        self.store.save_rotation_run(&run, audit).await?;
         self.store
             .mark_rotated(
                 secret.id,
@@ -611,13 +608,33 @@ impl RotationService {
         message: String,
     ) -> RotationError {
         let step = static_step(&run.step);
+        let event = self.audit.in_transaction(
+            actor
+                .event(EventType::RotationFailed, secret)
+                .detail("run", run.id.to_string())
+                .detail("step", step)
+                .detail("error", message.as_str()),
+        );
+        // The new version is disabled with the failure's event; when there was nothing to
+        // disable, the run's row carries the event.
+        let mut recorded = false;
         if let (Some(version), Ok(tenant)) = (run.to_version, tenant_of(secret)) {
-            let disabled = self
+            match self
                 .secrets
-                .change_status(&tenant, secret.id, version, StatusChange::Disable, None)
-                .await;
-            if let Err(e) = disabled {
-                tracing::error!(run = %run.id, version, error = %e, "could not disable the version of a failed rotation");
+                .change_status(
+                    &tenant,
+                    secret.id,
+                    version,
+                    StatusChange::Disable,
+                    Some(&event),
+                )
+                .await
+            {
+                Ok(_) => recorded = true,
+                Err(SecretError::Storage(e @ StoreError::Audit(_))) => return e.into(),
+                Err(e) => {
+                    tracing::error!(run = %run.id, version, error = %e, "could not disable the version of a failed rotation");
+                }
             }
         }
         let now = Utc::now();
@@ -626,19 +643,17 @@ impl RotationService {
         run.next_due_at = None;
         run.updated_at = now;
         run.finished_at = Some(now);
-        let event = actor
-            .event(EventType::RotationFailed, secret)
-            .detail("run", run.id.to_string())
-            .detail("step", step)
-            .detail("error", message.as_str());
         // Unrecorded, the run stays at its step; left there past `STALLED` it counts as
         // interrupted, and the runner fails it again.
         if let Err(e) = self
             .store
-            .save_rotation_run(&run, Some(&self.audit.in_transaction(event)))
+            .save_rotation_run(&run, (!recorded).then_some(&event))
             .await
         {
             tracing::error!(run = %run.id, error = %e, "could not record a failed rotation");
+            if !recorded {
+                return e.into();
+            }
         }
         metrics::counter!("leasehold_rotations_total", "result" => "failure").increment(1);
         self.alerts.send(serde_json::json!({
@@ -786,6 +801,16 @@ fn generate(config: PasswordPolicyConfig) -> Result<SecretString, RotationError>
     PasswordPolicy::new(config.length, config.symbols)
         .map(|policy| policy.generate())
         .map_err(|e| RotationError::invalid("generate", e.message))
+}
+
+/// A run's promotion (step 5), recorded with whatever commits it.
+fn promotion_event(actor: &Actor, secret: &SecretRow, run: &RotationRunRow) -> AuditEvent {
+    actor
+        .event(EventType::RotationStep, secret)
+        .detail("run", run.id.to_string())
+        .detail("step", "promoted")
+        .version(run.to_version.unwrap_or_default())
+        .detail("fromVersion", run.from_version)
 }
 
 /// The `'static` name of a stored step, for errors and metrics.

@@ -9,6 +9,7 @@ use chrono::Utc;
 use super::{
     Actor, Downstream, RotateOptions, RotationPolicy, RotationService, StaticCredential, step,
 };
+use crate::audit::TransactionEvents;
 use crate::domain::{AliasName, Tenant};
 use crate::secrets::SecretError;
 use crate::store::{RUN_COMPLETED, RUN_FAILED, RotationRunRow, SecretRow, StatusChange};
@@ -157,7 +158,12 @@ impl RotationRunner {
             let aliases = service.store.list_aliases(secret.id).await?;
             let current = super::current_of(&aliases, AliasName::Current);
             if run.to_version.is_some() && current == run.to_version {
-                service.promoted(&actor, &secret, run, &policy, now).await?;
+                let event = service
+                    .audit
+                    .in_transaction(super::promotion_event(&actor, &secret, &run));
+                service
+                    .promoted(&secret, run, &policy, now, Some(&event))
+                    .await?;
             } else {
                 let downstream = service.downstream(&policy, &secret).await?;
                 service.restore_previous(&secret, &run, &downstream).await;
@@ -174,7 +180,7 @@ impl RotationRunner {
         }
 
         let Some(old) = run.from_version else {
-            return self.finish(&actor, &secret, run).await;
+            return self.finish(&actor, &secret, run, None).await;
         };
         match run.step.as_str() {
             step::OVERLAP => {
@@ -190,28 +196,35 @@ impl RotationRunner {
                     return self.give_up(&actor, &secret, run, message).await;
                 }
                 run.error = None;
-                self.step(&actor, &secret, run, step::PREVIOUS, |r| r.disable_at)
+                self.step(&actor, &secret, run, step::PREVIOUS, |r| r.disable_at, None)
                     .await
             }
             step::PREVIOUS => {
                 // 8. The rollback window is over.
-                self.change(&secret, old, StatusChange::Disable).await?;
+                let disable = Some((old, StatusChange::Disable));
                 match run.destroy_at {
                     Some(_) => {
-                        self.step(&actor, &secret, run, step::DISABLED, |r| r.destroy_at)
-                            .await
+                        self.step(
+                            &actor,
+                            &secret,
+                            run,
+                            step::DISABLED,
+                            |r| r.destroy_at,
+                            disable,
+                        )
+                        .await
                     }
                     None => {
                         run.step = step::DISABLED.to_owned();
-                        self.finish(&actor, &secret, run).await
+                        self.finish(&actor, &secret, run, disable).await
                     }
                 }
             }
             step::DISABLED => {
                 // 9. Retention is over: shred it.
-                self.change(&secret, old, StatusChange::Destroy).await?;
                 run.step = step::DESTROYED.to_owned();
-                self.finish(&actor, &secret, run).await
+                self.finish(&actor, &secret, run, Some((old, StatusChange::Destroy)))
+                    .await
             }
             _ => {
                 run.next_due_at = None;
@@ -278,31 +291,33 @@ impl RotationRunner {
         target.retire(&previous.username).await
     }
 
-    /// Disables or destroys the old version; one that is current again (rolled back by hand)
-    /// or already gone is left alone.
+    /// Disables or destroys the old version, committed with `audit`'s event; answers whether
+    /// it did. One that is current again (rolled back by hand) or already gone is left alone.
     async fn change(
         &self,
         secret: &SecretRow,
         version: i64,
         change: StatusChange,
-    ) -> Result<(), super::RotationError> {
+        audit: &TransactionEvents,
+    ) -> Result<bool, super::RotationError> {
         let tenant = super::tenant_of(secret)?;
         match self
             .service
             .secrets
-            .change_status(&tenant, secret.id, version, change, None)
+            .change_status(&tenant, secret.id, version, change, Some(audit))
             .await
         {
-            Ok(_)
-            | Err(
+            Ok(_) => Ok(true),
+            Err(
                 SecretError::VersionDestroyed(_)
                 | SecretError::VersionNotFound(_)
                 | SecretError::Conflict(_),
-            ) => Ok(()),
+            ) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
+    /// Moves the run to `next_step`, due at `due`, applying `change` to the old version.
     async fn step(
         &self,
         actor: &Actor,
@@ -310,25 +325,28 @@ impl RotationRunner {
         mut run: RotationRunRow,
         next_step: &'static str,
         due: impl Fn(&RotationRunRow) -> Option<chrono::DateTime<Utc>>,
+        change: Option<(i64, StatusChange)>,
     ) -> Result<(), super::RotationError> {
         run.step = next_step.to_owned();
         run.next_due_at = due(&run);
         run.updated_at = Utc::now();
-        self.save_step(actor, secret, &run).await
+        self.save_step(actor, secret, &run, change).await
     }
 
+    /// Completes the run, applying `change` to the old version.
     async fn finish(
         &self,
         actor: &Actor,
         secret: &SecretRow,
         mut run: RotationRunRow,
+        change: Option<(i64, StatusChange)>,
     ) -> Result<(), super::RotationError> {
         let now = Utc::now();
         run.state = RUN_COMPLETED.to_owned();
         run.next_due_at = None;
         run.updated_at = now;
         run.finished_at = Some(now);
-        self.save_step(actor, secret, &run).await
+        self.save_step(actor, secret, &run, change).await
     }
 
     /// A promoted run whose old credential could not be retired before its rollback window
@@ -370,23 +388,31 @@ impl RotationRunner {
         Ok(())
     }
 
-    /// Saves the run's new step (or end) with its `ROTATION_STEP` event; neither without the
-    /// other.
+    /// Saves the run's new step (or end) with its `ROTATION_STEP` event. The old version's
+    /// `change`, if any, commits with the event; when it found nothing to change, the run's row
+    /// does. Unrecorded, nothing moves, and the step is taken again once its claim lapses.
     async fn save_step(
         &self,
         actor: &Actor,
         secret: &SecretRow,
         run: &RotationRunRow,
+        change: Option<(i64, StatusChange)>,
     ) -> Result<(), super::RotationError> {
-        let event = actor
-            .event(crate::audit::EventType::RotationStep, secret)
-            .detail("run", run.id.to_string())
-            .detail("step", run.step.as_str())
-            .detail("fromVersion", run.from_version)
-            .detail("state", run.state.as_str());
+        let event = self.service.audit.in_transaction(
+            actor
+                .event(crate::audit::EventType::RotationStep, secret)
+                .detail("run", run.id.to_string())
+                .detail("step", run.step.as_str())
+                .detail("fromVersion", run.from_version)
+                .detail("state", run.state.as_str()),
+        );
+        let recorded = match change {
+            Some((version, change)) => self.change(secret, version, change, &event).await?,
+            None => false,
+        };
         self.service
             .store
-            .save_rotation_run(run, Some(&self.service.audit.in_transaction(event)))
+            .save_rotation_run(run, (!recorded).then_some(&event))
             .await?;
         Ok(())
     }

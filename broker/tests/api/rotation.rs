@@ -215,41 +215,77 @@ on_both_stores!(
         put_policy(
             &app,
             &id,
-            json!({"overlapWindow": "1s", "rollbackWindow": "1h"}),
+            json!({"overlapWindow": "1s", "rollbackWindow": "10s"}),
         )
         .await;
+        let steps_of = |events: &Value, run: &str, step: &str| {
+            events["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter(|e| e["detail"]["run"] == run && e["detail"]["step"] == step)
+                .count()
+        };
+
+        // A promotion that cannot be audited does not move `current`.
+        app.break_audit_of("ROTATION_STEP").await;
+        let (status, body) = app
+            .post(
+                &format!("/v1/secrets/{id}/rotate"),
+                json!({"value": "lost"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        let meta = metadata(&app, &id).await;
+        assert_eq!(alias(&meta, "current"), Some(1), "{meta}");
+        assert_eq!(status_of(&meta, 2), "DISABLED", "{meta}");
+        app.mend_audit().await;
+
         let (status, run) = app
             .post(&format!("/v1/secrets/{id}/rotate"), json!({"value": "new"}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{run}");
         assert_eq!(run["step"], "overlap");
         let run_id = run["id"].as_str().expect("id").to_owned();
-        let steps_to_previous = |events: &Value| {
-            events["events"]
-                .as_array()
-                .expect("events")
-                .iter()
-                .filter(|e| {
-                    e["detail"]["run"] == run_id.as_str() && e["detail"]["step"] == "previous"
-                })
-                .count()
-        };
-
-        // The overlap ends while step events cannot be recorded: the run does not move on.
-        app.break_audit_of("ROTATION_STEP").await;
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let (_, stuck) = app.get(&format!("/v1/rotations/{run_id}")).await;
-        assert_eq!(stuck["step"], "overlap", "saved without its event: {stuck}");
         let (_, events) = app.get("/v1/audit/events?eventType=ROTATION_STEP").await;
-        assert_eq!(steps_to_previous(&events), 0, "{events}");
+        assert_eq!(steps_of(&events, &run_id, "promoted"), 1, "{events}");
 
-        // Audit back, and the failed attempt's claim lapsed: the step is taken with its event.
-        app.mend_audit().await;
-        app.execute("UPDATE rotation_runs SET claim_until = NULL")
-            .await;
-        wait_for_run(&app, &run_id, "overlap end", |r| r["step"] == "previous").await;
-        let (_, events) = app.get("/v1/audit/events?eventType=ROTATION_STEP").await;
-        assert_eq!(steps_to_previous(&events), 1, "{events}");
+        // Each later step waits for its event: the overlap's end, then the disable of version 1
+        // (due 10 s after the overlap's end, so that the first step is taken well before).
+        let disable_at: chrono::DateTime<chrono::Utc> = run["disableAt"]
+            .as_str()
+            .expect("disableAt")
+            .parse()
+            .expect("time");
+        for (from, to) in [("overlap", "previous"), ("previous", "disabled")] {
+            app.break_audit_of("ROTATION_STEP").await;
+            let due = if to == "previous" {
+                chrono::Utc::now() + chrono::Duration::seconds(3)
+            } else {
+                disable_at + chrono::Duration::seconds(3)
+            };
+            tokio::time::sleep((due - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+            let (_, stuck) = app.get(&format!("/v1/rotations/{run_id}")).await;
+            assert_eq!(stuck["step"], from, "saved without its event: {stuck}");
+            let meta = metadata(&app, &id).await;
+            assert_eq!(
+                status_of(&meta, 1),
+                "PREVIOUS",
+                "changed without its event: {meta}"
+            );
+            let (_, events) = app.get("/v1/audit/events?eventType=ROTATION_STEP").await;
+            assert_eq!(steps_of(&events, &run_id, to), 0, "{events}");
+
+            // Audit back, and the failed attempt's claim lapsed: the step is taken with its
+            // event.
+            app.mend_audit().await;
+            app.execute("UPDATE rotation_runs SET claim_until = NULL")
+                .await;
+            wait_for_run(&app, &run_id, to, |r| r["step"] == to).await;
+            let (_, events) = app.get("/v1/audit/events?eventType=ROTATION_STEP").await;
+            assert_eq!(steps_of(&events, &run_id, to), 1, "{events}");
+        }
+        assert_eq!(status_of(&metadata(&app, &id).await, 1), "DISABLED");
         app.cleanup().await;
     }
 );
