@@ -133,6 +133,14 @@ pub(crate) trait BeginWrite {
     fn begin_write(
         &self,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// A write transaction whose commit does not wait for its WAL flush, for records that a
+    /// crash may lose because what they record is redone: the outcome of revocations (a user
+    /// already gone counts as dropped). Any later commit that waits for its flush makes it
+    /// durable too. On SQLite, whose writers take turns anyway, the same as `begin_write`.
+    fn begin_write_unflushed(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
 }
 
 impl BeginWrite for SqlitePool {
@@ -140,12 +148,28 @@ impl BeginWrite for SqlitePool {
     async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.begin_with("BEGIN IMMEDIATE").await
     }
+
+    async fn begin_write_unflushed(
+        &self,
+    ) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_write().await
+    }
 }
 
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
     async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.begin().await
+    }
+
+    async fn begin_write_unflushed(
+        &self,
+    ) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 }
 
