@@ -2,10 +2,12 @@
 //! the lease scheduler's rounds and the revocation jobs' batches both take one.
 //!
 //! On PostgreSQL a claim is one `lease_claims` row naming its batch's leases. A claimer holds
-//! the table's lock while one statement reads what no live claim names and writes its own claim,
-//! so claimers take turns, each for one statement and its commit; a claim whose time is up
-//! belongs to a replica that died mid-batch and is deleted by the next claimer. Every
-//! transaction stays short. On SQLite, which serves one broker and whose one
+//! the claimers' advisory lock while one statement reads what no live claim names and writes its
+//! own claim, so claimers take turns, each for one statement and its commit; a claim whose time
+//! is up belongs to a replica that died mid-batch and is deleted by the next claimer. Recording
+//! a batch's outcomes deletes its claim without that lock: the delete commits together with the
+//! leases' new states, so a claimer sees either the claim or the recorded leases, never neither.
+//! Every transaction stays short. On SQLite, which serves one broker and whose one
 //! writer serialises claims anyway, whatever claim there is lives on the rows themselves (the
 //! scheduler's `claimed_by`, `claim_expires_at`), and recording the outcomes clears it.
 
@@ -68,8 +70,13 @@ pub(super) fn bind_claim<'q, R>(
     (query, LeaseClaim::Batch(claim))
 }
 
-/// Runs a claim's statement while holding the claim table's lock, so claimers take turns and no
-/// two claim the same lease, and commits. The lock is held for that one statement and the commit.
+/// The advisory lock claimers take turns on (an arbitrary constant, "lh_claim" in ASCII).
+const CLAIMERS_LOCK: i64 = 0x6c68_5f63_6c61_696d;
+
+/// Runs a claim's statement while holding the claimers' advisory lock, so claimers take turns
+/// and no two claim the same lease, and commits. The lock is held for that one statement and the
+/// commit; transactions recording outcomes never take it, so claims and records do not wait for
+/// each other.
 pub(super) async fn claim_under_lock<R>(
     pool: &PgPool,
     query: QueryAs<'_, Postgres, R, PgArguments>,
@@ -80,7 +87,11 @@ where
     let mut tx = pool.begin().await?;
     // A claim lost in a crash loses nothing: its leases are claimed again, and dropping a user
     // that is gone is success; so the claim need not wait for its WAL flush.
-    sqlx::raw_sql("SET LOCAL synchronous_commit TO OFF; LOCK TABLE lease_claims IN EXCLUSIVE MODE")
+    sqlx::query("SET LOCAL synchronous_commit TO OFF")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLAIMERS_LOCK)
         .execute(&mut *tx)
         .await?;
     let rows = query.fetch_all(&mut *tx).await?;
