@@ -425,6 +425,11 @@ impl Settings {
                 "scheduler_claim_seconds must be at least 1 (a claim that lapses at once lets every replica revoke the same leases)".into(),
             ));
         }
+        if self.revocation_retry_budget_seconds == 0 {
+            return Err(SettingsError::Invalid(
+                "revocation_retry_budget_seconds must be at least 1 (with none, a revocation's first failure makes its lease IRREVOCABLE)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -485,6 +490,10 @@ mod tests {
             std::time::Duration::from_secs(60)
         );
         settings.scheduler_claim_seconds = 0;
+        assert!(settings.validate().is_err());
+        settings.scheduler_claim_seconds = 3;
+        assert!(settings.validate().is_ok());
+        settings.revocation_retry_budget_seconds = 0;
         assert!(settings.validate().is_err());
     }
 
