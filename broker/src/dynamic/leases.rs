@@ -288,10 +288,19 @@ impl LeaseService {
             }
             Err(error) => {
                 // Unknown outcome: the activation may still commit after its wait timed out.
-                // The user is dropped and the lease marked REVOKED whatever it became, and the
-                // trail says so in case its `LEASE_ISSUE` made it in.
-                self.revoke_rows(std::slice::from_ref(&lease)).await;
-                self.audit_undone_issue(caller, &lease).await;
+                // The issue is undone like any revocation, audited first (its `LEASE_ISSUE` may
+                // have made it in): the user is dropped and the lease marked REVOKED whatever
+                // it became. If that event cannot be recorded either, the user is dropped all
+                // the same, and the lease is left to the scheduler to record with its event:
+                // flagged, an intent can no longer be activated and is due at once.
+                if self.audit_undone_issue(caller, &lease).await {
+                    self.revoke_rows(std::slice::from_ref(&lease)).await;
+                } else {
+                    self.drop_users(&[lease.user()]).await;
+                    if let Err(handing) = self.hand_intents_to_scheduler(&[lease.id]).await {
+                        tracing::error!(lease = %lease.id, error = %handing, "an undone issue could not be handed to the scheduler; it is revoked when its grace ends");
+                    }
+                }
                 return Err(error.into());
             }
         }
@@ -381,16 +390,18 @@ impl LeaseService {
         })
     }
 
-    /// An issue undone after its activation's outcome became unknown: the lease is revoked and
-    /// the caller saw an error, so the trail says so (best effort).
-    async fn audit_undone_issue(&self, caller: &Caller, lease: &LeaseRow) {
+    /// Audits the revocation that undoes an issue whose activation's outcome became unknown
+    /// (the caller saw an error); answers whether the event was recorded.
+    async fn audit_undone_issue(&self, caller: &Caller, lease: &LeaseRow) -> bool {
         let event = lease_event(caller, EventType::LeaseRevoke, lease).detail(
             "reason",
             "the issue failed after its user was created; the issue was undone",
         );
-        if self.audit.record(event).await.is_err() {
-            tracing::error!(lease = %lease.id, "an undone issue could not be audited");
+        let recorded = self.audit.record(event).await.is_ok();
+        if !recorded {
+            tracing::error!(lease = %lease.id, "an undone issue could not be audited; the scheduler records its revocation");
         }
+        recorded
     }
 
     /// Every refusal is audited; the request is refused whether or not the event is recorded.

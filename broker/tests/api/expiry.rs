@@ -165,6 +165,68 @@ async fn an_expiry_is_recorded_only_with_its_event() {
     }
 }
 
+/// An issue whose activation cannot be audited is undone: its user is dropped at once. When
+/// the undoing cannot be audited either, the lease is left to the scheduler, which records the
+/// revocation with its own event once the trail accepts events again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_undone_without_audit_is_recorded_by_the_scheduler() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app_with(backend, |s| {
+            s.audit_timeout_ms = 1_000;
+            s.scheduler_claim_seconds = 1;
+            s.lease_intent_grace_seconds = 3;
+        })
+        .await;
+        let target = setup(&app, Kind::Mariadb).await;
+        app.break_audit_of(&["LEASE_ISSUE", "LEASE_REVOKE"]).await;
+        let (status, body) = app
+            .post("/v1/leases", json!({"role": "short", "ttl": "1h"}))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{backend:?}: {body}"
+        );
+        let (_, listed) = app.get("/v1/leases?role=short").await;
+        let leases = listed["leases"].as_array().expect("leases").clone();
+        assert_eq!(leases.len(), 1, "{backend:?}: {listed}");
+        let (id, username) = (
+            leases[0]["leaseId"].as_str().expect("id").to_owned(),
+            leases[0]["username"].as_str().expect("username").to_owned(),
+        );
+        assert!(
+            !target.user_exists(&username).await,
+            "{backend:?}: the user outlived its issue"
+        );
+        assert_eq!(
+            leases[0]["state"], "PENDING",
+            "{backend:?}: recorded without its event"
+        );
+
+        app.mend_audit().await;
+        let lease = wait_for(&app, &id, Duration::from_secs(15), |l| {
+            l["state"] == "REVOKED"
+        })
+        .await;
+        assert_eq!(lease["state"], "REVOKED", "{backend:?}: {lease}");
+        let (_, events) = app.get("/v1/audit/events?eventType=LEASE_EXPIRE").await;
+        assert!(
+            events["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .any(|e| e["detail"]["abandonedIntentsRevoked"]
+                    .as_array()
+                    .is_some_and(|ids| ids.contains(&json!(id)))),
+            "{backend:?}: {events}"
+        );
+        assert!(!target.user_exists(&username).await);
+        app.remove_backend("db").await;
+        target.cleanup().await;
+        app.cleanup().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_retried_until_the_target_returns() {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;

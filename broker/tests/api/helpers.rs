@@ -405,21 +405,26 @@ impl TestApp {
         }
     }
 
-    /// Makes inserts of `event_type` events fail (a trigger that raises for them alone), until
-    /// `mend_audit`: an audit failure at one exact step of an operation.
-    pub async fn break_audit_of(&self, event_type: &str) {
+    /// Makes inserts of events of the `event_types` fail (a trigger that raises for them
+    /// alone), until `mend_audit`: an audit failure at exact steps of an operation.
+    pub async fn break_audit_of(&self, event_types: &[&str]) {
         assert!(
-            event_type
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c == '_')
+            event_types
+                .iter()
+                .all(|t| t.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
         );
+        let listed = event_types
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         match &self.store {
             Store::Sqlite(_) => {
-                self.execute(&format!("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events WHEN NEW.event_type = '{event_type}' BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END"))
+                self.execute(&format!("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events WHEN NEW.event_type IN ({listed}) BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END"))
                     .await;
             }
             Store::Postgres(_) => {
-                self.execute(&format!("CREATE OR REPLACE FUNCTION audit_broken() RETURNS trigger AS $$ BEGIN IF NEW.event_type = '{event_type}' THEN RAISE EXCEPTION 'injected audit failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+                self.execute(&format!("CREATE OR REPLACE FUNCTION audit_broken() RETURNS trigger AS $$ BEGIN IF NEW.event_type IN ({listed}) THEN RAISE EXCEPTION 'injected audit failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
                     .await;
                 self.execute("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_broken()")
                     .await;

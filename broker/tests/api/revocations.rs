@@ -492,7 +492,7 @@ on_both_stores!(
         for _ in 0..3 {
             leases.push(issue_as(&app, None, "app").await);
         }
-        app.break_audit_of("REVOCATION_COMPLETE").await;
+        app.break_audit_of(&["REVOCATION_COMPLETE"]).await;
         let (status, accepted) = app
             .post("/v1/revocations", revocation(json!({"role": "app"}), false))
             .await;

@@ -228,7 +228,7 @@ on_both_stores!(
         };
 
         // A promotion that cannot be audited does not move `current`.
-        app.break_audit_of("ROTATION_STEP").await;
+        app.break_audit_of(&["ROTATION_STEP"]).await;
         let (status, body) = app
             .post(
                 &format!("/v1/secrets/{id}/rotate"),
@@ -258,7 +258,7 @@ on_both_stores!(
             .parse()
             .expect("time");
         for (from, to) in [("overlap", "previous"), ("previous", "disabled")] {
-            app.break_audit_of("ROTATION_STEP").await;
+            app.break_audit_of(&["ROTATION_STEP"]).await;
             let due = if to == "previous" {
                 chrono::Utc::now() + chrono::Duration::seconds(3)
             } else {
