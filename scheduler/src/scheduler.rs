@@ -187,6 +187,9 @@ where
                 (lease, outcome)
             })
             .collect();
+        let revoked_in = started.elapsed();
+        self.store.complete(claim, &outcomes, now).await?;
+        // Counted once recorded: a round whose record fails is revoked and counted again later.
         for (_, outcome) in &outcomes {
             let result = match outcome {
                 Outcome::Revoked => "revoked",
@@ -196,8 +199,6 @@ where
             metrics::counter!("leasehold_scheduler_revocations_total", "result" => result)
                 .increment(1);
         }
-        let revoked_in = started.elapsed();
-        self.store.complete(claim, &outcomes, now).await?;
         tracing::debug!(
             claimed = count,
             claim_ms,
