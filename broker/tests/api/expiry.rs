@@ -45,6 +45,13 @@ async fn wait_for(
     }
 }
 
+/// Removes what `setup` made, then the app's store.
+async fn teardown(app: TestApp, target: Target) {
+    app.remove_backend("db").await;
+    target.cleanup().await;
+    app.cleanup().await;
+}
+
 async fn issue(app: &TestApp, ttl: &str) -> (String, String) {
     let (status, lease) = app
         .post("/v1/leases", json!({"role": "short", "ttl": ttl}))
@@ -159,9 +166,7 @@ async fn an_expiry_is_recorded_only_with_its_event() {
             (StatusCode::OK, json!(true)),
             "{verified}"
         );
-        app.remove_backend("db").await;
-        target.cleanup().await;
-        app.cleanup().await;
+        teardown(app, target).await;
     }
 }
 
@@ -221,9 +226,7 @@ async fn an_issue_undone_without_audit_is_recorded_by_the_scheduler() {
             "{backend:?}: {events}"
         );
         assert!(!target.user_exists(&username).await);
-        app.remove_backend("db").await;
-        target.cleanup().await;
-        app.cleanup().await;
+        teardown(app, target).await;
     }
 }
 
@@ -447,8 +450,6 @@ on_both_stores!(
             .await
             .expect("claim again");
         assert_eq!(claimed(&again), ids);
-        app.remove_backend("db").await;
-        target.cleanup().await;
-        app.cleanup().await;
+        teardown(app, target).await;
     }
 );
