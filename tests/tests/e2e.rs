@@ -854,6 +854,82 @@ async fn three_replicas_share_expiry_and_survive_a_sigkill() {
     cluster.stop().await;
 }
 
+/// The value of the sample `series` (name and labels, as rendered) in a broker's `/metrics`.
+async fn metric(client: &reqwest::Client, addr: &str, series: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a number"))
+}
+
+/// The lease-count gauges of a broker that starts on a store already holding leases: live
+/// leases by state, and those due within a minute; a revoked lease counts in neither.
+#[tokio::test]
+async fn the_lease_gauges_count_live_leases() {
+    let prefix = format!("lhgauge{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut cluster = Cluster::start(1, &prefix).await;
+    let client = reqwest::Client::new();
+    let mut ids = cluster.issue(2, "50s").await;
+    ids.extend(cluster.issue(3, "1h").await);
+    let addr = cluster.replicas[0].addr.clone();
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{addr}/v1/leases/{}/revoke", ids[4]),
+        &cluster.token,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The gauges are counted when a broker starts, then every 15 s: a restart counts these.
+    let first = cluster.replicas.remove(0);
+    first.terminate().await;
+    cluster.add_replica().await;
+    let addr = cluster.replicas[0].addr.clone();
+    let expected = [
+        ("leasehold_leases{state=\"ACTIVE\"}", 4.0),
+        ("leasehold_leases{state=\"PENDING\"}", 0.0),
+        ("leasehold_leases{state=\"IRREVOCABLE\"}", 0.0),
+        ("leasehold_leases_due_within_minute", 2.0),
+    ];
+    let wanted: Vec<Option<f64>> = expected.iter().map(|(_, value)| Some(*value)).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut seen = Vec::new();
+        for (series, _) in expected {
+            seen.push(metric(&client, &addr, series).await);
+        }
+        if seen == wanted {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gauges {seen:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids[..4] {
+        let (status, body) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{addr}/v1/leases/{id}/revoke"),
+            &cluster.token,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(cluster.users_left().await.is_empty());
+    cluster.stop().await;
+}
+
 /// Two brokers work one mass revocation; the one that accepted it is killed with SIGKILL
 /// mid-job and a third starts. The job finishes: every user is gone, and the counts add up
 /// (each lease revoked once).
