@@ -255,7 +255,10 @@ impl Store {
     }
 
     /// Records what happened to a batch, naming `job` on every lease, hands its `intents`
-    /// (leases that were PENDING) to the scheduler (`expedite_intents`), and releases it.
+    /// (leases that were PENDING) to the scheduler (`expedite_intents`), and releases it. The
+    /// commit does not wait for its WAL flush: a record a crash loses leaves leases that a later
+    /// pass takes again, and the job's finish, which does wait, makes every record before it
+    /// durable.
     ///
     /// # Errors
     /// Storage errors; nothing is recorded then, and the leases are taken again by a later pass.
@@ -268,7 +271,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write_unflushed().await?;
             write_outcomes!(&mut *tx, outcomes, now, Some(job));
             for chunk in intents.chunks(500) {
                 expedite_intents!(&mut *tx, chunk, Some(job), now);
