@@ -420,16 +420,12 @@ impl Store {
     /// Storage errors.
     pub async fn count_leases_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(COUNT_LIVE_BY_STATE)
+            sqlx::query_as("SELECT state, COUNT(*) FROM leases WHERE state <> 'REVOKED' GROUP BY state")
                 .fetch_all(pool)
                 .await?
         }))
     }
 }
-
-/// Live leases by state; the literal state list matches the partial index `leases_live_state`.
-pub(super) const COUNT_LIVE_BY_STATE: &str = "SELECT state, COUNT(*) FROM leases \
-     WHERE state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE') GROUP BY state";
 
 /// Marks leases revoked: `$1` REVOKED, `$2` now, `$3` the job that revoked them (or NULL to
 /// keep the one they carry), then the ids.

@@ -134,8 +134,7 @@ pub struct JobLeaseCount {
     pub last_error: Option<String>,
 }
 
-/// Live leases of one tenant, as a condition. `$1` is the tenant. The literal state list
-/// matches the partial indexes over live leases (`leases_live_role`, `leases_live_principal`).
+/// Live leases of one tenant, as a condition. `$1` is the tenant.
 const LIVE: &str = "tenant = $1 AND state IN ('PENDING', 'ACTIVE', 'IRREVOCABLE')";
 
 /// A batch of leases one replica revokes for a job, under a claim (see [`super::claims`]), so
@@ -465,58 +464,5 @@ impl Store {
             .bind(failed),
             audit
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The live-lease queries must name the same state list as the partial indexes over live
-    //! leases, or SQLite's planner (which matches an index's condition term by term) scans the
-    //! whole table, revoked history included.
-
-    use super::*;
-    use crate::store::leases::COUNT_LIVE_BY_STATE;
-
-    async fn plan(store: &Store, sql: &str) -> String {
-        let Store::Sqlite(pool) = store else {
-            unreachable!("an in-memory SQLite store")
-        };
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .fetch_all(pool)
-                .await
-                .expect("plan");
-        rows.into_iter()
-            .map(|row| row.3)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    #[tokio::test]
-    async fn selectors_and_counts_use_the_live_lease_indexes() {
-        let store = Store::connect("sqlite::memory:", 1).await.expect("store");
-        store.migrate().await.expect("migrate");
-        let by = |selector: LeaseSelector| {
-            format!(
-                "SELECT COUNT(*) FROM leases WHERE {LIVE}{}",
-                selector.sql(2).clause
-            )
-        };
-        let role = by(LeaseSelector {
-            role: Some("payments-rw".into()),
-            ..LeaseSelector::default()
-        });
-        let principal = by(LeaseSelector {
-            principal: Some("service:prod:payments-api".into()),
-            ..LeaseSelector::default()
-        });
-        for (sql, index) in [
-            (role.as_str(), "leases_live_role"),
-            (principal.as_str(), "leases_live_principal"),
-            (COUNT_LIVE_BY_STATE, "leases_live_state"),
-        ] {
-            let plan = plan(&store, sql).await;
-            assert!(plan.contains(index), "{sql}: {plan}");
-        }
     }
 }
