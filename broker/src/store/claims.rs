@@ -19,6 +19,8 @@ use sqlx::query::QueryAs;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
+use super::BeginWrite;
+
 /// A store's claim on a batch of leases, until the batch's outcomes are recorded.
 #[derive(Debug, Clone, Copy)]
 pub enum LeaseClaim {
@@ -84,12 +86,9 @@ pub(super) async fn claim_under_lock<R>(
 where
     R: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow>,
 {
-    let mut tx = pool.begin().await?;
     // A claim lost in a crash loses nothing: its leases are claimed again, and dropping a user
     // that is gone is success; so the claim need not wait for its WAL flush.
-    sqlx::query("SET LOCAL synchronous_commit TO OFF")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = pool.begin_write_unflushed().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CLAIMERS_LOCK)
         .execute(&mut *tx)

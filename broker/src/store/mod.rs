@@ -135,8 +135,8 @@ pub(crate) trait BeginWrite {
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
 
     /// A write transaction whose commit does not wait for its WAL flush, for records that a
-    /// crash may lose because what they record is redone: the outcome of revocations (a user
-    /// already gone counts as dropped). Any later commit that waits for its flush makes it
+    /// crash may lose because what they record is redone: claims (taken again) and the outcome
+    /// of revocations (a user already gone counts as dropped). Any later commit that waits for its flush makes it
     /// durable too. On SQLite, whose writers take turns anyway, the same as `begin_write`.
     fn begin_write_unflushed(
         &self,
