@@ -272,6 +272,39 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The steps of SQLite's plan for `sql` on a store built by the migrations, with the
+/// parameters `bind` gives it. SQLite keeps no statistics there, as in a store nobody ran
+/// ANALYZE on, so the plan is the one the broker gets.
+#[cfg(test)]
+pub(crate) async fn sqlite_plan(
+    sql: &str,
+    bind: impl FnOnce(
+        sqlx::query::QueryAs<
+            '_,
+            sqlx::Sqlite,
+            (i64, i64, i64, String),
+            sqlx::sqlite::SqliteArguments,
+        >,
+    ) -> sqlx::query::QueryAs<
+        '_,
+        sqlx::Sqlite,
+        (i64, i64, i64, String),
+        sqlx::sqlite::SqliteArguments,
+    >,
+) -> Vec<String> {
+    let Store::Sqlite(pool) = Store::connect("sqlite::memory:", 1).await.expect("store") else {
+        unreachable!("an SQLite URL gives an SQLite store")
+    };
+    Store::Sqlite(pool.clone())
+        .migrate()
+        .await
+        .expect("migrations");
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(explain));
+    let steps = bind(query).fetch_all(&pool).await.expect("plan");
+    steps.into_iter().map(|(_, _, _, step)| step).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_url;

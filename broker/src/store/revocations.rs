@@ -146,6 +146,34 @@ pub struct JobBatch {
 }
 
 impl Store {
+    /// The `FROM` of a query for the live leases a selector matches. SQLite plans without
+    /// statistics (it has none unless ANALYZE runs), so it cannot know that live leases are a
+    /// sliver of a table full of revoked history, and its planner counted a selector's matches
+    /// by walking every lease the tenant ever had. On SQLite the query therefore names an
+    /// index that reaches the live leases alone: each of these holds `tenant` and `state` after
+    /// the selector's own equalities. PostgreSQL keeps statistics and chooses for itself.
+    fn live_leases_matching(&self, selector: &LeaseSelector) -> &'static str {
+        match self {
+            Store::Postgres(_) => "leases",
+            Store::Sqlite(_) if selector.role.is_some() => "leases INDEXED BY leases_tenant_role",
+            Store::Sqlite(_) if selector.principal.is_some() => {
+                "leases INDEXED BY leases_tenant_principal"
+            }
+            Store::Sqlite(_) => "leases INDEXED BY leases_state",
+        }
+    }
+
+    fn count_selected_sql(&self, selector: &LeaseSelector) -> (String, SelectorSql) {
+        let from = self.live_leases_matching(selector);
+        let selector = selector.sql(2);
+        let sql = format!(
+            "SELECT role, backend, environment, COUNT(*) AS count FROM {from} WHERE {LIVE}{} \
+             GROUP BY role, backend, environment ORDER BY role, backend, environment",
+            selector.clause
+        );
+        (sql, selector)
+    }
+
     /// Live leases of `tenant` matching `selector`, grouped.
     ///
     /// # Errors
@@ -155,12 +183,7 @@ impl Store {
         tenant: &str,
         selector: &LeaseSelector,
     ) -> StoreResult<Vec<MatchGroup>> {
-        let selector = selector.sql(2);
-        let sql = format!(
-            "SELECT role, backend, environment, COUNT(*) AS count FROM leases WHERE {LIVE}{} \
-             GROUP BY role, backend, environment ORDER BY role, backend, environment",
-            selector.clause
-        );
+        let (sql, selector) = self.count_selected_sql(selector);
         Ok(on_pool!(self, pool => {
             let query = sqlx::query_as::<_, MatchGroup>(sqlx::AssertSqlSafe(sql)).bind(tenant);
             bind_selector!(query, selector).fetch_all(pool).await?
@@ -177,9 +200,10 @@ impl Store {
         selector: &LeaseSelector,
         limit: i64,
     ) -> StoreResult<Vec<LeaseRow>> {
+        let from = self.live_leases_matching(selector);
         let selector = selector.sql(2);
         let sql = format!(
-            "SELECT {COLUMNS} FROM leases WHERE {LIVE}{} ORDER BY id LIMIT {limit}",
+            "SELECT {COLUMNS} FROM {from} WHERE {LIVE}{} ORDER BY id LIMIT {limit}",
             selector.clause
         );
         Ok(on_pool!(self, pool => {
@@ -199,9 +223,10 @@ impl Store {
         selector: &LeaseSelector,
         limit: i64,
     ) -> StoreResult<Vec<Uuid>> {
+        let from = self.live_leases_matching(selector);
         let selector = selector.sql(2);
         let sql = format!(
-            "SELECT id FROM leases WHERE {LIVE} AND revocation_job IS NULL{} ORDER BY id LIMIT {limit}",
+            "SELECT id FROM {from} WHERE {LIVE} AND revocation_job IS NULL{} ORDER BY id LIMIT {limit}",
             selector.clause
         );
         Ok(on_pool!(self, pool => {
@@ -292,11 +317,12 @@ impl Store {
         selector: &LeaseSelector,
         job: Uuid,
     ) -> StoreResult<(i64, i64)> {
+        let from = self.live_leases_matching(selector);
         let selector = selector.sql(2);
         let job_param = selector.binds.len() + 2;
         let sql = format!(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'IRREVOCABLE' AND revocation_job = ${job_param} \
-             THEN 1 ELSE 0 END), 0) FROM leases WHERE {LIVE}{}",
+             THEN 1 ELSE 0 END), 0) FROM {from} WHERE {LIVE}{}",
             selector.clause
         );
         let (live, irrevocable): (i64, i64) = on_pool!(self, pool => {
@@ -464,5 +490,89 @@ impl Store {
             .bind(failed),
             audit
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::{LeaseSelector, SelectorBind, Store};
+    use crate::store::sqlite_plan;
+
+    fn selector(field: &str) -> LeaseSelector {
+        let text = Some("x".to_owned());
+        match field {
+            "role" => LeaseSelector {
+                role: text,
+                ..LeaseSelector::default()
+            },
+            "principal" => LeaseSelector {
+                principal: text,
+                ..LeaseSelector::default()
+            },
+            "role+principal" => LeaseSelector {
+                role: text.clone(),
+                principal: text,
+                ..LeaseSelector::default()
+            },
+            "backend" => LeaseSelector {
+                backend: text,
+                ..LeaseSelector::default()
+            },
+            "environment" => LeaseSelector {
+                environment: text,
+                ..LeaseSelector::default()
+            },
+            "issued" => LeaseSelector {
+                issued_after: Some(Utc::now()),
+                issued_before: Some(Utc::now()),
+                ..LeaseSelector::default()
+            },
+            "lease id" => LeaseSelector {
+                id_range: Some((Uuid::nil(), Uuid::max())),
+                ..LeaseSelector::default()
+            },
+            _ => LeaseSelector::default(),
+        }
+    }
+
+    /// Without statistics SQLite counted a role's live leases by walking every lease the
+    /// tenant ever had (`leases_backend_username (tenant=?)`); the count must reach live leases
+    /// through an index that ends in `state`, whatever the selector.
+    #[tokio::test]
+    async fn a_selector_count_on_sqlite_reads_only_live_leases() {
+        let sqlite =
+            Store::Sqlite(sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("pool"));
+        let expected = [
+            (
+                "role",
+                "leases_tenant_role (tenant=? AND role=? AND state=?)",
+            ),
+            (
+                "role+principal",
+                "leases_tenant_role (tenant=? AND role=? AND state=?)",
+            ),
+            (
+                "principal",
+                "leases_tenant_principal (tenant=? AND principal=? AND state=?)",
+            ),
+            ("backend", "leases_state (tenant=? AND state=?)"),
+            ("environment", "leases_state (tenant=? AND state=?)"),
+            ("issued", "leases_state (tenant=? AND state=?)"),
+            ("lease id", "leases_state (tenant=? AND state=?)"),
+            ("nothing", "leases_state (tenant=? AND state=?)"),
+        ];
+        for (field, index) in expected {
+            let (sql, binds) = sqlite.count_selected_sql(&selector(field));
+            let plan =
+                sqlite_plan(&sql, |query| bind_selector!(query.bind("default"), binds)).await;
+            assert!(
+                plan.iter()
+                    .any(|step| step == &format!("SEARCH leases USING INDEX {index}")),
+                "selector by {field}: {plan:?}"
+            );
+        }
     }
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Usage: docs/bench/preview.sh BINARY [LEASES] [LIVE_EVERY] [ROUNDS]
+# How long a mass revocation's dry run (POST /v1/revocations with "dryRun": true: the count by
+# role, backend and environment, and a sample) takes on a SQLite store whose leases table holds
+# LEASES leases (default 1,000,000), one in LIVE_EVERY (default 30) live and the rest revoked
+# history, as a store has after months of short leases. The leases are inserted directly with the
+# sqlite3 shell; each selector below is asked ROUNDS times (default 5) and the median printed.
+set -euo pipefail
+B=$1; N=${2:-1000000}; EVERY=${3:-30}; ROUNDS=${4:-5}
+DIR=$(mktemp -d /tmp/lhpreview.XXXX)
+cat > "$DIR/leasehold.toml" <<TOML
+listen = "127.0.0.1:18702"
+database_url = "sqlite://$DIR/store.db"
+[kms]
+provider = "local"
+key_file = "$DIR/master.key"
+TOML
+$B migrate --config "$DIR/leasehold.toml"
+TOKEN=$($B operator init --config "$DIR/leasehold.toml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+sqlite3 "$DIR/store.db" "
+  WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N)
+  INSERT INTO leases (id, tenant, environment, role, backend, principal, username, state, issued_at,
+                      expires_at, max_expires_at, revoked_at, updated_at, due_at)
+  SELECT randomblob(16), 'default', 'prod', 'role-' || (i % 20), 'db-' || (i % 3),
+         'service:prod:app-' || (i % 50), 'lh_user_' || i,
+         CASE WHEN i % $EVERY = 0 THEN 'ACTIVE' ELSE 'REVOKED' END,
+         '2026-12-01T00:00:00.000000Z', '2026-12-09T00:00:00.000000Z', '2026-12-09T00:00:00.000000Z',
+         CASE WHEN i % $EVERY = 0 THEN NULL ELSE '2026-12-02T00:00:00.000000Z' END,
+         '2026-12-02T00:00:00.000000Z',
+         CASE WHEN i % $EVERY = 0 THEN '2026-12-09T00:00:00.000000Z' END
+    FROM n;"
+$B server --config "$DIR/leasehold.toml" > "$DIR/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
+until curl -sf http://127.0.0.1:18702/v1/sys/health >/dev/null; do sleep 0.05; done
+for selector in '"role":"role-0"' '"backend":"db-0"' '"principal":"service:prod:app-0"' '"environment":"prod"'; do
+  for _ in $(seq "$ROUNDS"); do
+    curl -s -o "$DIR/answer.json" -w '%{time_total}\n' -H "Authorization: Bearer $TOKEN" \
+      -H 'Content-Type: application/json' -X POST http://127.0.0.1:18702/v1/revocations \
+      -d "{\"selector\":{$selector},\"reason\":\"bench\",\"ticket\":\"BENCH-1\",\"dryRun\":true}"
+    grep -q '"matched"' "$DIR/answer.json" || { cat "$DIR/answer.json" >&2; exit 1; }
+  done | python3 -c "
+import statistics, sys
+times = [float(line) * 1000 for line in sys.stdin]
+print('dry run {$selector}: median %.1f ms (%s)' % (statistics.median(times), ' · '.join('%.1f' % t for t in times)))"
+done
+printf 'matched by the last selector: %s\n' "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["matched"])' "$DIR/answer.json")"
