@@ -323,18 +323,10 @@ impl Store {
         claim_for: Duration,
         limit: i64,
     ) -> StoreResult<(LeaseClaim, Vec<LeaseRow>)> {
-        // The literal state list matches the partial index `leases_due`.
-        const LIVE_AND_DUE: &str = "state IN ('PENDING', 'ACTIVE') AND due_at <= $1";
         match self {
             Store::Sqlite(pool) => {
-                let sql = format!(
-                    "UPDATE leases SET claimed_by = $3, claim_expires_at = $4 WHERE id IN ( \
-                       SELECT id FROM leases WHERE {LIVE_AND_DUE} \
-                       AND (claim_expires_at IS NULL OR claim_expires_at < $1) \
-                       ORDER BY due_at LIMIT $2) RETURNING {COLUMNS}"
-                );
                 let mut tx = pool.begin_write().await?;
-                let rows = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
+                let rows = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sqlite_claim_due()))
                     .bind(now)
                     .bind(limit)
                     .bind(owner)
@@ -365,10 +357,7 @@ impl Store {
     /// Storage errors.
     pub async fn next_lease_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT due_at FROM leases WHERE state IN ('PENDING', 'ACTIVE') \
-                 ORDER BY due_at LIMIT 1",
-            )
+            sqlx::query_scalar(NEXT_DUE)
             .fetch_optional(pool)
             .await?
             .flatten()
@@ -405,9 +394,7 @@ impl Store {
     /// Storage errors.
     pub async fn count_leases_expiring(&self, until: DateTime<Utc>) -> StoreResult<i64> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM leases WHERE state IN ('PENDING', 'ACTIVE') AND due_at <= $1",
-            )
+            sqlx::query_scalar(COUNT_DUE_BY)
             .bind(until)
             .fetch_one(pool)
             .await?
@@ -425,6 +412,26 @@ impl Store {
                 .await?
         }))
     }
+}
+
+// The scheduler's questions reach live leases through the partial index `leases_due`, whose
+// predicate their literal state list matches; a test reads their plans back on SQLite.
+
+/// Live leases due at `$1`.
+const LIVE_AND_DUE: &str = "state IN ('PENDING', 'ACTIVE') AND due_at <= $1";
+const NEXT_DUE: &str =
+    "SELECT due_at FROM leases WHERE state IN ('PENDING', 'ACTIVE') ORDER BY due_at LIMIT 1";
+const COUNT_DUE_BY: &str =
+    "SELECT COUNT(*) FROM leases WHERE state IN ('PENDING', 'ACTIVE') AND due_at <= $1";
+
+/// SQLite's claim of due leases: one statement, since its writers take turns anyway.
+fn sqlite_claim_due() -> String {
+    format!(
+        "UPDATE leases SET claimed_by = $3, claim_expires_at = $4 WHERE id IN ( \
+           SELECT id FROM leases WHERE {LIVE_AND_DUE} \
+           AND (claim_expires_at IS NULL OR claim_expires_at < $1) \
+           ORDER BY due_at LIMIT $2) RETURNING {COLUMNS}"
+    )
 }
 
 /// Marks leases revoked: `$1` REVOKED, `$2` now, `$3` the job that revoked them (or NULL to
@@ -563,4 +570,32 @@ pub enum LeaseOutcome<'a> {
         id: Uuid,
         error: &'a str,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{COUNT_DUE_BY, NEXT_DUE, sqlite_claim_due};
+    use crate::store::sqlite_plan;
+
+    /// An index that leads with `state` once made SQLite sort every live lease to find the
+    /// next one due; these must keep reading `leases_due` in due order.
+    #[tokio::test]
+    async fn the_scheduler_reads_due_leases_through_their_partial_index() {
+        for sql in [
+            NEXT_DUE.to_owned(),
+            COUNT_DUE_BY.to_owned(),
+            sqlite_claim_due(),
+        ] {
+            let plan = sqlite_plan(&sql, |query| query).await;
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("USING INDEX leases_due")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 }
