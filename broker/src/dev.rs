@@ -80,6 +80,7 @@ impl DevMode {
             revocation_retry_budget_seconds: 24 * 3600,
             scheduler_claim_seconds: 60,
             revocation_fence_seconds: 24 * 3600,
+            revoked_lease_retention_seconds: 7 * 24 * 3600,
         })
     }
 

@@ -92,10 +92,18 @@ pub struct Settings {
     /// or an operator lifts it.
     #[serde(default = "default_revocation_fence_seconds")]
     pub revocation_fence_seconds: u64,
+    /// A lease revoked (or force-revoked) this many seconds ago leaves the store; the audit
+    /// trail keeps its history. Leases a mass revocation job revoked stay as that job's record.
+    #[serde(default = "default_revoked_lease_retention_seconds")]
+    pub revoked_lease_retention_seconds: u64,
 }
 
 fn default_revocation_fence_seconds() -> u64 {
     24 * 3600
+}
+
+fn default_revoked_lease_retention_seconds() -> u64 {
+    7 * 24 * 3600
 }
 
 fn default_scheduler_claim_seconds() -> u64 {
@@ -367,6 +375,10 @@ impl Settings {
         }
         if let Some(v) = var("LEASEHOLD_REVOCATION_FENCE_SECONDS") {
             self.revocation_fence_seconds = parsed("LEASEHOLD_REVOCATION_FENCE_SECONDS", &v)?;
+        }
+        if let Some(v) = var("LEASEHOLD_REVOKED_LEASE_RETENTION_SECONDS") {
+            self.revoked_lease_retention_seconds =
+                parsed("LEASEHOLD_REVOKED_LEASE_RETENTION_SECONDS", &v)?;
         }
         if let Some(v) = var("LEASEHOLD_ALERT_WEBHOOK_URL") {
             self.alert_webhook_url = Some(v);

@@ -103,6 +103,7 @@ pub struct Application {
     scheduler: Scheduler<ScheduledLeases, LeaseService>,
     revocation_runner: Arc<JobRunner>,
     rotation_runner: RotationRunner,
+    revoked_lease_retention: Duration,
 }
 
 /// Names this process's scheduler claims: host, process id and a random suffix.
@@ -236,6 +237,7 @@ impl Application {
             scheduler,
             revocation_runner,
             rotation_runner,
+            revoked_lease_retention: Duration::from_secs(settings.revoked_lease_retention_seconds),
         })
     }
 
@@ -264,6 +266,11 @@ impl Application {
             self.state.store.clone(),
             Duration::from_secs(15),
         ));
+        let retention = tokio::spawn(crate::dynamic::purge_revoked_leases(
+            self.state.store.clone(),
+            self.state.audit.clone(),
+            self.revoked_lease_retention,
+        ));
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => {
@@ -279,6 +286,7 @@ impl Application {
                 revocation_runner.abort();
                 rotation_runner.abort();
                 gauges.abort();
+                retention.abort();
                 self.state.store.close().await;
                 tracing::info!("server stopped");
                 result

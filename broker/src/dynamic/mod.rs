@@ -16,6 +16,7 @@ mod error;
 mod expiry;
 mod leases;
 mod registry;
+mod retention;
 mod role_definition;
 mod roles;
 
@@ -25,6 +26,7 @@ pub use error::DynamicError;
 pub use expiry::{ScheduledLeases, publish_lease_gauges};
 pub use leases::{IssueRequest, IssuedLease, LeaseService, LeaseView, RenewedLease};
 pub use registry::{PluginRegistry, password_binding};
+pub use retention::purge_revoked_leases;
 pub use role_definition::{PasswordPolicyConfig, PutRole, RoleDefinition};
 pub use roles::{Role, RoleService, RoleView};
 

@@ -12,6 +12,7 @@ mod audit;
 mod backends;
 mod claims;
 mod envelopes;
+mod lease_retention;
 mod leases;
 mod revocations;
 mod roles;

@@ -44,6 +44,7 @@ pub struct TestDb {
     pub scheduler_claim_seconds: u64,
     pub lease_intent_grace_seconds: u64,
     pub audit_timeout_ms: u64,
+    pub revoked_lease_retention_seconds: u64,
     /// The KMS configuration of the next start, when not the local key ring in `dir`.
     kms: std::sync::Mutex<Option<KmsSettings>>,
 }
@@ -79,6 +80,7 @@ impl TestDb {
             scheduler_claim_seconds: 60,
             lease_intent_grace_seconds: 120,
             audit_timeout_ms: 2000,
+            revoked_lease_retention_seconds: 7 * 24 * 3600,
             kms: std::sync::Mutex::new(None),
         }
     }
@@ -112,6 +114,7 @@ impl TestDb {
             revocation_retry_budget_seconds: self.revocation_retry_budget_seconds,
             scheduler_claim_seconds: self.scheduler_claim_seconds,
             revocation_fence_seconds: 24 * 3600,
+            revoked_lease_retention_seconds: self.revoked_lease_retention_seconds,
         }
     }
 
@@ -158,6 +161,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     db.scheduler_claim_seconds = settings.scheduler_claim_seconds;
     db.lease_intent_grace_seconds = settings.lease_intent_grace_seconds;
     db.audit_timeout_ms = settings.audit_timeout_ms;
+    db.revoked_lease_retention_seconds = settings.revoked_lease_retention_seconds;
     db.set_kms(settings.kms);
     let db = Arc::new(db);
     let mut app = start(db, None).await;

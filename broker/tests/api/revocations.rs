@@ -695,3 +695,84 @@ async fn a_job_survives_a_restart_and_is_shared_by_replicas() {
     target.cleanup().await;
     app.cleanup().await;
 }
+
+/// With a retention of two seconds, a lease revoked through the API leaves the store (its
+/// `LEASE_PURGE` event says so), while a live lease and a lease a job revoked stay: the job's
+/// report keeps its count.
+async fn revoked_leases_leave_the_store_after_their_retention(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.revoked_lease_retention_seconds = 2;
+    })
+    .await;
+    let target = Target::create(Kind::Postgres).await;
+    put_backend(&app, "db", &target).await;
+    put_role(&app, "app-rw", "db", "prod", &target).await;
+    let [revoked, live, by_job] = [
+        issue_as(&app, None, "app-rw").await,
+        issue_as(&app, None, "app-rw").await,
+        issue_as(&app, None, "app-rw").await,
+    ];
+    let (status, body) = app
+        .post(&format!("/v1/leases/{}/revoke", revoked.id), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, accepted) = app
+        .post(
+            "/v1/revocations",
+            revocation(json!({"leaseIdPrefix": by_job.id}), false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let job = accepted["jobId"].as_str().expect("job id").to_owned();
+    assert_eq!(
+        wait_for_job(&app, &job, Duration::from_secs(30)).await["state"],
+        "COMPLETED"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app.get(&format!("/v1/leases/{}", revoked.id)).await.0 != StatusCode::NOT_FOUND {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revoked lease was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, kept) = app.get(&format!("/v1/leases/{}", live.id)).await;
+    assert_eq!(
+        (status, kept["state"].clone()),
+        (StatusCode::OK, json!("ACTIVE")),
+        "{kept}"
+    );
+    let (status, kept) = app.get(&format!("/v1/leases/{}", by_job.id)).await;
+    assert_eq!(
+        (status, kept["state"].clone()),
+        (StatusCode::OK, json!("REVOKED")),
+        "{kept}"
+    );
+    let (_, report) = app.get(&format!("/v1/revocations/{job}")).await;
+    assert_eq!(report["revoked"], 1, "{report}");
+    assert_eq!(app.rows("leases").await, 2);
+
+    let (status, events) = app.get("/v1/audit/events?eventType=LEASE_PURGE").await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let purged: Vec<&Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .collect();
+    assert_eq!(purged.len(), 1, "{events}");
+    assert_eq!(purged[0]["detail"]["purged"], 1, "{events}");
+    assert_eq!(purged[0]["principal"], "system:leasehold", "{events}");
+    target.cleanup().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_leases_leave_the_store_after_their_retention_sqlite() {
+    revoked_leases_leave_the_store_after_their_retention(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_leases_leave_the_store_after_their_retention_postgres() {
+    revoked_leases_leave_the_store_after_their_retention(Backend::Postgres).await;
+}
