@@ -92,8 +92,9 @@ pub struct Settings {
     /// or an operator lifts it.
     #[serde(default = "default_revocation_fence_seconds")]
     pub revocation_fence_seconds: u64,
-    /// A lease revoked (or force-revoked) this many seconds ago leaves the store; the audit
-    /// trail keeps its history. Leases a mass revocation job revoked stay as that job's record.
+    /// A lease revoked (or force-revoked) this many seconds ago leaves the store (1 s to ten
+    /// years); the audit trail keeps its issue and revocation. Leases a mass revocation job
+    /// revoked stay as that job's record.
     #[serde(default = "default_revoked_lease_retention_seconds")]
     pub revoked_lease_retention_seconds: u64,
 }
@@ -105,6 +106,10 @@ fn default_revocation_fence_seconds() -> u64 {
 fn default_revoked_lease_retention_seconds() -> u64 {
     7 * 24 * 3600
 }
+
+/// Ten years: long enough to keep revoked leases as long as anyone wants, short enough to stay
+/// a date.
+const MAX_REVOKED_LEASE_RETENTION_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
 fn default_scheduler_claim_seconds() -> u64 {
     60
@@ -442,6 +447,13 @@ impl Settings {
                 "revocation_retry_budget_seconds must be at least 1 (with none, a revocation's first failure makes its lease IRREVOCABLE)".into(),
             ));
         }
+        if !(1..=MAX_REVOKED_LEASE_RETENTION_SECONDS)
+            .contains(&self.revoked_lease_retention_seconds)
+        {
+            return Err(SettingsError::Invalid(format!(
+                "revoked_lease_retention_seconds must be between 1 (a revoke still answers the lease it revoked) and {MAX_REVOKED_LEASE_RETENTION_SECONDS} (ten years)"
+            )));
+        }
         Ok(())
     }
 
@@ -507,6 +519,29 @@ mod tests {
         assert!(settings.validate().is_ok());
         settings.revocation_retry_budget_seconds = 0;
         assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn revoked_leases_are_kept_between_a_second_and_ten_years() {
+        let mut settings: Settings = toml::from_str(EXAMPLE).expect("parse");
+        assert_eq!(settings.revoked_lease_retention_seconds, 7 * 24 * 3600);
+        settings
+            .apply_env(|name| {
+                (name == "LEASEHOLD_REVOKED_LEASE_RETENTION_SECONDS").then(|| "86400".into())
+            })
+            .expect("env");
+        assert_eq!(settings.revoked_lease_retention_seconds, 86400);
+        assert!(settings.validate().is_ok());
+        for out_of_range in [0, MAX_REVOKED_LEASE_RETENTION_SECONDS + 1] {
+            settings.revoked_lease_retention_seconds = out_of_range;
+            let error = settings.validate().expect_err("out of range");
+            assert!(
+                error
+                    .to_string()
+                    .contains("revoked_lease_retention_seconds"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

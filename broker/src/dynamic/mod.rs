@@ -5,7 +5,8 @@
 //! - `registry` keeps one live plugin instance per backend, rebuilt when the backend changes;
 //! - `backends`, `roles` and `leases` are the operations behind the HTTP API;
 //! - `expiry` is the broker's side of the lease scheduler (`leasehold-scheduler`): it revokes
-//!   leases at expiry and PENDING intents a crash or a failed issue left behind.
+//!   leases at expiry and PENDING intents a crash or a failed issue left behind;
+//! - `retention` removes revoked leases from the store once their retention has passed.
 //!
 //! Issuing writes the lease row as an intent before the plugin creates the user, so no user
 //! ever exists on a target without a row that will revoke it.

@@ -11,19 +11,28 @@ use super::audit::commit_with_event;
 use super::{BeginWrite, REVOKED, Store, StoreResult, on_pool};
 use crate::audit::TransactionEvents;
 
-/// Revoked leases of no job, revoked before `$2`, oldest first. Lease ids are time-ordered
-/// (UUIDv7) and a lease is issued before it is revoked, so `id < $1` (the first id of the
-/// cut-off's millisecond) holds for every such lease and lets the scan walk the primary key from
-/// its start: what the purge leaves there (live leases of long TTLs, job records) is all it
-/// re-reads.
-const PURGEABLE: &str = "SELECT id, tenant FROM leases WHERE id < $1 AND state = $3 \
-     AND revocation_job IS NULL AND revoked_at < $2 ORDER BY id LIMIT $4";
+/// Revoked leases of no job, revoked before `$3`, in id order after `$1`. Lease ids are
+/// time-ordered (UUIDv7) and a lease is issued before it is revoked, so `id < $2` (the first id
+/// of the cut-off's millisecond) holds for every such lease (a clock that ran ahead only delays
+/// a purge: `revoked_at` decides) and lets the scan walk the primary key. A pass continues each
+/// batch after the last id of the one before, so what it keeps there (live leases of long TTLs,
+/// job records) is read once per pass.
+const PURGEABLE: &str = "SELECT id, tenant FROM leases WHERE id > $1 AND id < $2 \
+     AND state = $4 AND revocation_job IS NULL AND revoked_at < $3 ORDER BY id LIMIT $5";
+
+/// What one batch of a purge did.
+pub struct PurgedBatch {
+    pub count: u64,
+    /// Where the next batch of the same pass starts (exclusive).
+    pub last_id: Uuid,
+}
 
 impl Store {
-    /// Deletes up to `limit` leases revoked before `revoked_before` (and taken by no job) in one
-    /// transaction that commits with the events `audit` makes of the counts per tenant;
-    /// answers how many left. On PostgreSQL the rows are locked as they are read, and rows
-    /// another replica is purging are skipped, so two replicas never count the same lease.
+    /// Deletes up to `limit` leases revoked before `revoked_before` (and taken by no job) with
+    /// ids above `after` (`Uuid::nil()` for a pass's first batch), in one transaction that
+    /// commits with the events `audit` makes of the counts per tenant; answers how many left and
+    /// the last id read. On PostgreSQL the rows are locked as they are read, and rows another
+    /// replica is purging are skipped, so two replicas never count the same lease.
     ///
     /// # Errors
     /// Storage errors, or `Audit` when the events could not be recorded; nothing is deleted
@@ -31,9 +40,10 @@ impl Store {
     pub async fn purge_revoked_leases(
         &self,
         revoked_before: DateTime<Utc>,
+        after: Uuid,
         limit: i64,
         audit: impl FnOnce(&BTreeMap<String, u64>) -> TransactionEvents,
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<PurgedBatch> {
         let bound = first_id_of(revoked_before);
         let select = match self {
             Store::Sqlite(_) => PURGEABLE.to_owned(),
@@ -42,15 +52,16 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let rows: Vec<(Uuid, String)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind(after)
                 .bind(bound)
                 .bind(revoked_before)
                 .bind(REVOKED)
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-            if rows.is_empty() {
-                return Ok(0);
-            }
+            let Some(&(last_id, _)) = rows.last() else {
+                return Ok(PurgedBatch { count: 0, last_id: after });
+            };
             let mut by_tenant: BTreeMap<String, u64> = BTreeMap::new();
             for (_, tenant) in &rows {
                 *by_tenant.entry(tenant.clone()).or_default() += 1;
@@ -66,7 +77,7 @@ impl Store {
             }
             let events = audit(&by_tenant);
             commit_with_event!(tx, Some(&events));
-            Ok(rows.len() as u64)
+            Ok(PurgedBatch { count: by_tenant.values().sum(), last_id })
         })
     }
 }
@@ -112,7 +123,7 @@ mod tests {
         let plan = sqlite_plan(PURGEABLE, |query| query).await;
         assert_eq!(
             plan,
-            ["SEARCH leases USING INDEX sqlite_autoindex_leases_1 (id<?)"],
+            ["SEARCH leases USING INDEX sqlite_autoindex_leases_1 (id>? AND id<?)"],
             "{plan:?}"
         );
     }

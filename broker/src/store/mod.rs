@@ -39,6 +39,7 @@ pub use audit::{
 pub use backends::{BackendRow, BackendWrite, SealedPassword};
 pub use claims::LeaseClaim;
 pub use envelopes::{BackendEnvelope, BackendPassword, KeyUsage, Rewrap, VersionEnvelope};
+pub use lease_retention::PurgedBatch;
 pub use leases::{
     ACTIVE, IRREVOCABLE, JournalEffect, LeaseAccount, LeaseFilter, LeaseOutcome, LeaseRow,
     LeaseUser, PENDING, REVOKED,

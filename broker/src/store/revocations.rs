@@ -151,7 +151,9 @@ impl Store {
     /// sliver of a table full of revoked history, and its planner counted a selector's matches
     /// by walking every lease the tenant ever had. On SQLite the query therefore names an
     /// index that reaches the live leases alone: each of these holds `tenant` and `state` after
-    /// the selector's own equalities. PostgreSQL keeps statistics and chooses for itself.
+    /// the selector's own equalities. A lease-id prefix reads the live leases too, not a
+    /// primary-key range: a short prefix of a time-ordered id spans years of history.
+    /// PostgreSQL keeps statistics and chooses for itself.
     fn live_leases_matching(&self, selector: &LeaseSelector) -> &'static str {
         match self {
             Store::Postgres(_) => "leases",
