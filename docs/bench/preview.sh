@@ -17,23 +17,24 @@ key_file = "$DIR/master.key"
 TOML
 $B migrate --config "$DIR/leasehold.toml"
 TOKEN=$($B operator init --config "$DIR/leasehold.toml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+# Revoked yesterday: inside the default retention, so the broker purges none of them meanwhile.
+YESTERDAY=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%S.000000+00:00)
+TOMORROW=$(date -u -d '1 day' +%Y-%m-%dT%H:%M:%S.000000+00:00)
 sqlite3 "$DIR/store.db" "
   WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N)
   INSERT INTO leases (id, tenant, environment, role, backend, principal, username, state, issued_at,
                       expires_at, max_expires_at, revoked_at, updated_at, due_at)
-  SELECT randomblob(16), 'default', 'prod', 'role-' || (i % 20), 'db-' || (i % 3),
-         'service:prod:app-' || (i % 50), 'lh_user_' || i,
-         CASE WHEN i % $EVERY = 0 THEN 'ACTIVE' ELSE 'REVOKED' END,
-         '2026-12-01T00:00:00.000000Z', '2026-12-09T00:00:00.000000Z', '2026-12-09T00:00:00.000000Z',
-         CASE WHEN i % $EVERY = 0 THEN NULL ELSE '2026-12-02T00:00:00.000000Z' END,
-         '2026-12-02T00:00:00.000000Z',
-         CASE WHEN i % $EVERY = 0 THEN '2026-12-09T00:00:00.000000Z' END
+  SELECT randomblob(16), 'default', CASE WHEN i % 11 < 3 THEN 'staging' ELSE 'prod' END,
+         'role-' || (i % 20), 'db-' || (i % 7), 'service:prod:app-' || (i % 50), 'lh_user_' || i,
+         CASE WHEN i % $EVERY = 0 THEN 'ACTIVE' ELSE 'REVOKED' END, '$YESTERDAY', '$TOMORROW', '$TOMORROW',
+         CASE WHEN i % $EVERY = 0 THEN NULL ELSE '$YESTERDAY' END, '$YESTERDAY',
+         CASE WHEN i % $EVERY = 0 THEN '$TOMORROW' END
     FROM n;"
 $B server --config "$DIR/leasehold.toml" > "$DIR/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
 until curl -sf http://127.0.0.1:18702/v1/sys/health >/dev/null; do sleep 0.05; done
-for selector in '"role":"role-0"' '"backend":"db-0"' '"principal":"service:prod:app-0"' '"environment":"prod"'; do
+for selector in '"role":"role-0"' '"backend":"db-0"' '"principal":"service:prod:app-0"' '"environment":"staging"'; do
   for _ in $(seq "$ROUNDS"); do
     curl -s -o "$DIR/answer.json" -w '%{time_total}\n' -H "Authorization: Bearer $TOKEN" \
       -H 'Content-Type: application/json' -X POST http://127.0.0.1:18702/v1/revocations \
@@ -43,5 +44,5 @@ for selector in '"role":"role-0"' '"backend":"db-0"' '"principal":"service:prod:
 import statistics, sys
 times = [float(line) * 1000 for line in sys.stdin]
 print('dry run {$selector}: median %.1f ms (%s)' % (statistics.median(times), ' · '.join('%.1f' % t for t in times)))"
+  python3 -c 'import json,sys; print("  matched:", json.load(open(sys.argv[1]))["matched"])' "$DIR/answer.json"
 done
-printf 'matched by the last selector: %s\n' "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["matched"])' "$DIR/answer.json")"
