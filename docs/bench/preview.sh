@@ -8,15 +8,9 @@
 set -euo pipefail
 B=$1; N=${2:-1000000}; EVERY=${3:-30}; ROUNDS=${4:-5}
 DIR=$(mktemp -d /tmp/lhpreview.XXXX)
-cat > "$DIR/leasehold.toml" <<TOML
-listen = "127.0.0.1:18702"
-database_url = "sqlite://$DIR/store.db"
-[kms]
-provider = "local"
-key_file = "$DIR/master.key"
-TOML
-$B migrate --config "$DIR/leasehold.toml"
-TOKEN=$($B operator init --config "$DIR/leasehold.toml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+source "$(dirname "$0")/store.sh"
+URL=$(bench_store_url sqlite "" "$DIR")
+TOKEN=$(bench_store_init "$B" "$DIR" "$URL" 18702)
 # Revoked yesterday: inside the default retention, so the broker purges none of them meanwhile.
 YESTERDAY=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%S.000000+00:00)
 TOMORROW=$(date -u -d '1 day' +%Y-%m-%dT%H:%M:%S.000000+00:00)
