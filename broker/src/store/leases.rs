@@ -162,22 +162,16 @@ impl Store {
         tenant: &str,
         filter: &LeaseFilter<'_>,
     ) -> StoreResult<Vec<LeaseRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM leases WHERE tenant = $1 \
-             AND ($2 IS NULL OR role = $2) AND ($3 IS NULL OR principal = $3) \
-             AND ($4 IS NULL OR state = $4) AND ($5 IS NULL OR id > $5) \
-             ORDER BY id LIMIT $6"
-        );
+        let (sql, values) = list_sql(filter);
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
-                .bind(tenant)
-                .bind(filter.role)
-                .bind(filter.principal)
-                .bind(filter.state)
-                .bind(filter.after)
-                .bind(filter.limit)
-                .fetch_all(pool)
-                .await?
+            let mut query = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql)).bind(tenant);
+            for value in &values {
+                query = query.bind(*value);
+            }
+            if let Some(after) = filter.after {
+                query = query.bind(after);
+            }
+            query.bind(filter.limit).fetch_all(pool).await?
         }))
     }
 
@@ -414,6 +408,37 @@ impl Store {
     }
 }
 
+/// A page of a tenant's leases, with a condition for each filter given and none for the others,
+/// so that an index on what is given serves it (`state` alone: `leases_state`; a role:
+/// `leases_tenant_role`): SQLite plans a statement once for every value, and a condition such
+/// as `($2 IS NULL OR role = $2)` left it only the tenant's whole history to sort. Answers the
+/// SQL and the filter values to bind after the tenant, in order; then `after` when given, then
+/// the limit.
+fn list_sql<'a>(filter: &LeaseFilter<'a>) -> (String, Vec<&'a str>) {
+    let mut conditions = vec!["tenant = $1".to_owned()];
+    let mut values = Vec::new();
+    for (column, value) in [
+        ("role", filter.role),
+        ("principal", filter.principal),
+        ("state", filter.state),
+    ] {
+        if let Some(value) = value {
+            values.push(value);
+            conditions.push(format!("{column} = ${}", values.len() + 1));
+        }
+    }
+    let mut next = values.len() + 2;
+    if filter.after.is_some() {
+        conditions.push(format!("id > ${next}"));
+        next += 1;
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM leases WHERE {} ORDER BY id LIMIT ${next}",
+        conditions.join(" AND ")
+    );
+    (sql, values)
+}
+
 // The scheduler's questions reach live leases through the partial index `leases_due`, whose
 // predicate their literal state list matches; a test reads their plans back on SQLite.
 
@@ -574,8 +599,48 @@ pub enum LeaseOutcome<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{COUNT_DUE_BY, NEXT_DUE, sqlite_claim_due};
+    use super::{COUNT_DUE_BY, LeaseFilter, NEXT_DUE, list_sql, sqlite_claim_due};
     use crate::store::sqlite_plan;
+
+    /// A listing by state or role reads that state's or role's leases, not the tenant's whole
+    /// history.
+    #[tokio::test]
+    async fn a_listing_reads_the_index_of_what_it_filters_on() {
+        let filter = |role, principal, state| LeaseFilter {
+            role,
+            principal,
+            state,
+            after: Some(uuid::Uuid::nil()),
+            limit: 100,
+        };
+        let expected = [
+            (
+                filter(None, None, Some("IRREVOCABLE")),
+                "leases_state (tenant=? AND state=?)",
+            ),
+            (
+                filter(Some("app"), None, None),
+                "leases_tenant_role (tenant=? AND role=?)",
+            ),
+            (
+                filter(Some("app"), None, Some("ACTIVE")),
+                "leases_tenant_role (tenant=? AND role=? AND state=?)",
+            ),
+            (
+                filter(None, Some("service:prod:app"), None),
+                "leases_tenant_principal (tenant=? AND principal=?)",
+            ),
+        ];
+        for (filter, index) in expected {
+            let (sql, _) = list_sql(&filter);
+            let plan = sqlite_plan(&sql, |query| query).await;
+            assert!(
+                plan.iter()
+                    .any(|step| step == &format!("SEARCH leases USING INDEX {index}")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 
     /// An index that leads with `state` once made SQLite sort every live lease to find the
     /// next one due; these must keep reading `leases_due` in due order.
