@@ -5,6 +5,8 @@
 # LEASES leases (default 1,000,000), one in LIVE_EVERY (default 30) live and the rest revoked
 # history, as a store has after months of short leases. The leases are inserted directly with the
 # sqlite3 shell; each selector below is asked ROUNDS times (default 5) and the median printed.
+# Then the same for lease listings (GET /v1/leases, first page of 100) by state and by
+# principal (a listing by role needs the role to exist; these leases are inserted without one).
 set -euo pipefail
 B=$1; N=${2:-1000000}; EVERY=${3:-30}; ROUNDS=${4:-5}
 DIR=$(mktemp -d /tmp/lhpreview.XXXX)
@@ -39,4 +41,14 @@ import statistics, sys
 times = [float(line) * 1000 for line in sys.stdin]
 print('dry run {$selector}: median %.1f ms (%s)' % (statistics.median(times), ' · '.join('%.1f' % t for t in times)))"
   python3 -c 'import json,sys; print("  matched:", json.load(open(sys.argv[1]))["matched"])' "$DIR/answer.json"
+done
+for filter in 'state=irrevocable' 'state=active' 'principal=service:prod:app-0'; do
+  for _ in $(seq "$ROUNDS"); do
+    curl -s -o "$DIR/page.json" -w '%{time_total}\n' -H "Authorization: Bearer $TOKEN" \
+      "http://127.0.0.1:18702/v1/leases?$filter&limit=100"
+    grep -q '"leases"' "$DIR/page.json" || { cat "$DIR/page.json" >&2; exit 1; }
+  done | python3 -c "
+import statistics, sys
+times = [float(line) * 1000 for line in sys.stdin]
+print('list $filter: median %.1f ms (%s)' % (statistics.median(times), ' · '.join('%.1f' % t for t in times)))"
 done
