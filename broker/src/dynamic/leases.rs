@@ -688,10 +688,13 @@ impl LeaseService {
     /// # Errors
     /// `NotFound`, storage errors.
     pub async fn find(&self, tenant: &str, id: Uuid) -> Result<LeaseRow, DynamicError> {
-        self.store
-            .find_lease(tenant, id)
-            .await?
-            .ok_or_else(|| DynamicError::NotFound(format!("no lease {id}")))
+        self.store.find_lease(tenant, id).await?.ok_or_else(|| {
+            DynamicError::NotFound(format!(
+                "no lease {id} in this tenant (a revoked lease leaves the store once \
+                     revoked_lease_retention_seconds have passed; GET /v1/audit/events keeps \
+                     its history)"
+            ))
+        })
     }
 
     /// # Errors

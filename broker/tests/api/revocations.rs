@@ -737,6 +737,13 @@ async fn revoked_leases_leave_the_store_after_their_retention(backend: Backend) 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (_, gone) = app.get(&format!("/v1/leases/{}", revoked.id)).await;
+    assert!(
+        gone["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("revoked_lease_retention_seconds")),
+        "{gone}"
+    );
     let (status, kept) = app.get(&format!("/v1/leases/{}", live.id)).await;
     assert_eq!(
         (status, kept["state"].clone()),
