@@ -12,7 +12,8 @@ DIR=$(mktemp -d /tmp/lhpurge.XXXX)
 DB=lh_bench_purge
 source "$(dirname "$0")/store.sh"
 URL=$(bench_store_url "$STORE" "$DB" "$DIR")
-export LEASEHOLD_TOKEN=$(bench_store_init "$B" "$DIR" "$URL" 18704)
+LEASEHOLD_TOKEN=$(bench_store_init "$B" "$DIR" "$URL" 18704)
+export LEASEHOLD_TOKEN
 LIVE=$((N / 30))
 case $STORE in
   sqlite)
@@ -63,7 +64,8 @@ write() {
     -H 'Content-Type: application/json' -X POST "$LEASEHOLD_ADDR/v1/secrets/$ID/versions" -d '{"value":"v","status":"PENDING"}'
 }
 : > "$DIR/during.txt"
-while [ "$(count)" -gt "$LIVE" ]; do write >> "$DIR/during.txt"; sleep 0.1; done
+while LEFT=$(count) && [ "$LEFT" -gt "$LIVE" ]; do write >> "$DIR/during.txt"; sleep 0.1; done
+[ "$LEFT" -eq "$LIVE" ] || { echo "could not count the leases left (last answer: '$LEFT')" >&2; exit 1; }
 END=$(date +%s.%N)
 : > "$DIR/after.txt"
 for _ in $(seq "$(wc -l < "$DIR/during.txt")"); do write >> "$DIR/after.txt"; sleep 0.1; done

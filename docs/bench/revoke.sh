@@ -17,7 +17,8 @@ psql -q -h 127.0.0.1 -U postgres -c "DROP TABLE IF EXISTS lhb_orders" -c "DROP R
 # The bench checkpoints the server before each timed phase (PostgreSQL 15+).
 psql -q -h 127.0.0.1 -U postgres -c "GRANT pg_checkpoint TO lhb_admin" 2>/dev/null ||
   echo "note: no pg_checkpoint role here; timed phases may share the disk with a checkpoint" >&2
-export LEASEHOLD_TOKEN=$(bench_store_init "$B" "$DIR" "$URL" 18701)
+LEASEHOLD_TOKEN=$(bench_store_init "$B" "$DIR" "$URL" 18701)
+export LEASEHOLD_TOKEN
 RUST_LOG=${RUST_LOG:-info} $B server --config "$DIR/leasehold.toml" > "$DIR/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT

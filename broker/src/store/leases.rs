@@ -410,10 +410,10 @@ impl Store {
 
 /// A page of a tenant's leases, with a condition for each filter given and none for the others,
 /// so that an index on what is given serves it (`state` alone: `leases_state`; a role:
-/// `leases_tenant_role`): SQLite plans a statement once for every value, and a condition such
-/// as `($2 IS NULL OR role = $2)` left it only the tenant's whole history to sort. Answers the
-/// SQL and the filter values to bind after the tenant, in order; then `after` when given, then
-/// the limit.
+/// `leases_tenant_role`): SQLite plans a statement once, whatever values are bound, and a
+/// condition such as `($2 IS NULL OR role = $2)` left it only the tenant's whole history to
+/// read. Answers the SQL and the filter values to bind after the tenant, in order; then `after`
+/// when given, then the limit.
 fn list_sql<'a>(filter: &LeaseFilter<'a>) -> (String, Vec<&'a str>) {
     let mut conditions = vec!["tenant = $1".to_owned()];
     let mut values = Vec::new();
